@@ -196,7 +196,9 @@ h_device_attach (struct request *q, struct reply *r)
     return fail (r, EEXIST, "device '%s' already exists", name);
   t = tracker_open (name, path, &engine_params.cbt, &err);
   if (t == NULL)
-    return fail (r, err, "%s: %s", path, strerror (err));
+    return fail (r, err, "%s: %s", path,
+                 err == EINVAL ? "not a regular file or block device"
+                 : strerror (err));
   if (registry_device_add (t, &err) == -1) {
     tracker_put (t);
     if (err == EEXIST)
@@ -613,21 +615,15 @@ validate_and_run (const void *msg, size_t len, const int *fds, size_t nfds,
   return cmd->fn (q, r);
 }
 
-size_t
-ctl_dispatch (const void *msg, size_t len, const int *fds, size_t nfds,
-              void *reply_buf)
+/* Start a reply to @msg: header with its opcode and cookie if it has
+ * a header at all.
+ */
+static void
+reply_header (const void *msg, size_t len, void *reply_buf)
 {
   const struct nbdsnap_ctl_header *h = msg;
   struct nbdsnap_ctl_header *rh = reply_buf;
-  struct nbdsnap_ctl_reply *rr;
-  struct request q = { .fd = -1 };
-  struct reply r = { .buf = reply_buf };
-  int err;
-  size_t i;
 
-  /* Copy what we can of the header first: the cookie is echoed even in
-   * an error reply, when there is one.
-   */
   memset (rh, 0, sizeof *rh);
   rh->magic = NBDSNAP_CTL_MAGIC;
   rh->version = NBDSNAP_CTL_VERSION;
@@ -636,6 +632,37 @@ ctl_dispatch (const void *msg, size_t len, const int *fds, size_t nfds,
     rh->opcode = h->opcode;
     rh->cookie = h->cookie;
   }
+}
+
+size_t
+ctl_error_reply (const void *msg, size_t len, int err, const char *text,
+                 void *reply_buf)
+{
+  struct nbdsnap_ctl_header *rh = reply_buf;
+  struct nbdsnap_ctl_reply *rr = (void *) ((char *) reply_buf + sizeof *rh);
+  size_t n = strlen (text) + 1;
+
+  reply_header (msg, len, reply_buf);
+  rr->error = err;
+  rr->pad = 0;
+  memcpy ((char *) reply_buf + REPLY_HEAD, text, n);
+  rh->length = REPLY_HEAD + n;
+  return rh->length;
+}
+
+size_t
+ctl_dispatch (const void *msg, size_t len, const int *fds, size_t nfds,
+              void *reply_buf)
+{
+  struct nbdsnap_ctl_header *rh = reply_buf;
+  struct nbdsnap_ctl_reply *rr;
+  struct request q = { .fd = -1 };
+  struct reply r = { .buf = reply_buf };
+  int err;
+  size_t i;
+
+  /* The cookie is echoed even in an error reply, when there is one. */
+  reply_header (msg, len, reply_buf);
 
   pthread_mutex_lock (&control_lock);
   err = validate_and_run (msg, len, fds, nfds, &r, &q);
@@ -811,16 +838,14 @@ serve_client (int fd, char *in, char *out)
   }
   if (mh.msg_flags & MSG_CTRUNC) {
     /* Too many descriptors: whatever arrived is refused. */
-    struct nbdsnap_ctl_header *h = (void *) in;
     size_t i;
     for (i = 0; i < nfds; i++)
       close (fds[i]);
-    nfds = 0;
-    if ((size_t) n >= sizeof *h)
-      h->magic = 0;             /* force an error reply */
+    rlen = ctl_error_reply (in, (size_t) n, EBADMSG,
+                            "more than 8 descriptors passed", out);
   }
-
-  rlen = ctl_dispatch (in, (size_t) n, fds, nfds, out);
+  else
+    rlen = ctl_dispatch (in, (size_t) n, fds, nfds, out);
   if (send (fd, out, rlen, MSG_NOSIGNAL) == -1) {
     nbdkit_debug ("ctl: send reply: %m");
     return false;

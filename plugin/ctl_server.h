@@ -30,4 +30,8 @@ void ctl_server_stop (void);
 size_t ctl_dispatch (const void *msg, size_t len, const int *fds,
                      size_t nfds, void *reply);
 
+/* An error reply to @msg (@len bytes) without running it. */
+size_t ctl_error_reply (const void *msg, size_t len, int err,
+                        const char *text, void *reply);
+
 #endif /* NBDSNAP_CTL_SERVER_H */
