@@ -26,6 +26,13 @@
 #include "diff_area.h"
 #include "tracker.h"
 
+/* -D nbdsnap.write_delay_ms=N: hold each write to an original for N ms
+ * between marking CBT and writing the data, so that tests can have a
+ * write provably in flight (e.g. across a take).  0 (off) by default;
+ * costs one load per write.
+ */
+__attribute__ ((visibility ("default"))) int nbdsnap_debug_write_delay_ms;
+
 struct tracker *
 tracker_open (const char *name, const char *path,
               const struct cbt_map_params *params, int *err)
@@ -175,6 +182,13 @@ tracker_pwrite (struct tracker *t, const void *buf, uint32_t count,
 
   quiesce_enter (&t->writes);
   before_change (t, offset, count);
+  if (nbdsnap_debug_write_delay_ms > 0) {
+    struct timespec ts = {
+      .tv_sec = nbdsnap_debug_write_delay_ms / 1000,
+      .tv_nsec = (nbdsnap_debug_write_delay_ms % 1000) * 1000000L,
+    };
+    nanosleep (&ts, NULL);
+  }
 #ifdef HAVE_PWRITEV2
   if (fua) {
     const char *p = buf;
