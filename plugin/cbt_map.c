@@ -220,3 +220,24 @@ cbt_map_get_frozen (struct cbt_map *map, uint8_t *number,
   memcpy (generation, map->frozen_generation, 16);
   return map->frozen_valid;
 }
+
+void
+cbt_map_load (struct cbt_map *map, const uint8_t *bytes, uint8_t number,
+              const uint8_t generation[16])
+{
+  SCOPED_LOCK (&map->lock);
+  memcpy (map->active, bytes, map->block_count);
+  memcpy (map->generation, generation, 16);
+  map->frozen_valid = false;
+  __atomic_store_n (&map->changes_number, number, __ATOMIC_RELEASE);
+}
+
+void
+cbt_map_copy_active (struct cbt_map *map, uint8_t *bytes, uint8_t *number,
+                     uint8_t generation[16])
+{
+  SCOPED_LOCK (&map->lock);
+  memcpy (bytes, map->active, map->block_count);
+  *number = map->changes_number;
+  memcpy (generation, map->generation, 16);
+}

@@ -112,6 +112,16 @@ int64_t cbt_map_read (struct cbt_map *map, bool frozen, uint64_t start,
                       uint32_t count, uint8_t *buf, uint8_t *number,
                       uint8_t generation[16], int *err);
 
+/* Replace the active map, number and generation (loading saved state);
+ * the frozen map is dropped.  Call before the device is served.
+ */
+void cbt_map_load (struct cbt_map *map, const uint8_t *bytes,
+                   uint8_t number, const uint8_t generation[16]);
+
+/* Copy the whole active map with its number and generation. */
+void cbt_map_copy_active (struct cbt_map *map, uint8_t *bytes,
+                          uint8_t *number, uint8_t generation[16]);
+
 /* The active number and generation, read consistently. */
 void cbt_map_get_active (struct cbt_map *map, uint8_t *number,
                          uint8_t generation[16]);

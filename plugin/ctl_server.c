@@ -30,6 +30,7 @@
 
 #include <nbdsnap/ctl.h>
 
+#include "cbt_store.h"
 #include "common.h"
 #include "ctl_server.h"
 #include "diff_area.h"
@@ -141,6 +142,7 @@ h_version (struct request *q, struct reply *r)
   v->protocol = NBDSNAP_CTL_VERSION;
   v->msg_max = NBDSNAP_CTL_MSG_MAX;
   put_name (v->plugin_version, sizeof v->plugin_version, PACKAGE_VERSION);
+  v->connections = __atomic_load_n (&nbd_connections, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -190,15 +192,24 @@ h_device_attach (struct request *q, struct reply *r)
     return fail (r, EBADMSG, "malformed name or path field");
   if (!name_is_valid (name, strlen (name)))
     return fail (r, EINVAL, "invalid device name '%s'", name);
-  if (path[0] == '\0')
-    return fail (r, EINVAL, "empty path");
+  if (path[0] != '/')
+    return fail (r, EINVAL, "path '%s' is not absolute", path);
   if (registry_device_find (name))
     return fail (r, EEXIST, "device '%s' already exists", name);
+  if ((t = registry_device_find_path (path)) != NULL)
+    return fail (r, EEXIST, "%s is already attached as '%s'", path,
+                 t->name);
   t = tracker_open (name, path, &engine_params.cbt, &err);
   if (t == NULL)
     return fail (r, err, "%s: %s", path,
                  err == EINVAL ? "not a regular file or block device"
                  : strerror (err));
+  if (engine_params.statedir &&
+      cbt_store_open (engine_params.statedir, t, &err) == -1) {
+    tracker_put (t);
+    return fail (r, err, "cannot write CBT state in %s: %s",
+                 engine_params.statedir, strerror (err));
+  }
   if (registry_device_add (t, &err) == -1) {
     tracker_put (t);
     if (err == EEXIST)
@@ -219,9 +230,16 @@ h_device_detach (struct request *q, struct reply *r)
 
   if ((e = find_device (req->name, &t, r)) != 0)
     return e;
-  if (registry_device_remove (t->name, &err) == -1)
-    return fail (r, err, "device '%s' is %s", t->name,
+  if (t->snapshot || __atomic_load_n (&t->connections, __ATOMIC_ACQUIRE))
+    return fail (r, EBUSY, "device '%s' is %s", t->name,
                  t->snapshot ? "in a snapshot" : "in use by clients");
+  /* No client, no write: the map is final.  Save it clean. */
+  if (engine_params.statedir &&
+      cbt_store_save (engine_params.statedir, t, true, &err) == -1)
+    return fail (r, err, "cannot save the CBT state of '%s': %s", t->name,
+                 strerror (err));
+  if (registry_device_remove (t->name, &err) == -1)
+    return fail (r, err, "cannot detach '%s': %s", t->name, strerror (err));
   return 0;
 }
 
@@ -357,8 +375,9 @@ h_snapshot_add_device (struct request *q, struct reply *r)
   struct tracker *t;
   int e, err;
 
-  if ((e = find_snapshot (req->id, &s, r)) != 0 ||
-      (e = find_device (req->name, &t, r)) != 0)
+  /* The name field first: a malformed body is EBADMSG whatever the id. */
+  if ((e = find_device (req->name, &t, r)) != 0 ||
+      (e = find_snapshot (req->id, &s, r)) != 0)
     return e;
   if (snapshot_add_device (s, t, &err) == -1) {
     switch (err) {
@@ -821,8 +840,14 @@ serve_client (int fd, char *in, char *out)
   n = recvmsg (fd, &mh, MSG_CMSG_CLOEXEC | MSG_TRUNC | MSG_DONTWAIT);
   if (n == -1)
     return errno == EAGAIN || errno == EINTR;
-  if (n == 0)
-    return false;               /* orderly close */
+  if (n == 0) {
+    /* An orderly close, or an empty datagram (malformed: it gets an
+     * error reply).  Only a close shuts the peer's side down.
+     */
+    struct pollfd hup = { .fd = fd, .events = POLLRDHUP };
+    if (poll (&hup, 1, 0) != 0)
+      return false;
+  }
 
   for (cm = CMSG_FIRSTHDR (&mh); cm; cm = CMSG_NXTHDR (&mh, cm)) {
     if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
@@ -860,7 +885,12 @@ send_events (char *out)
   size_t n, i;
   unsigned c;
 
-  while ((n = event_queue_pop (&event_queue, evs, ARRAY_SIZE (evs))) > 0) {
+  /* With no client connected the events stay queued (the oldest are
+   * dropped when it is full) for the next client, e.g. a restarted
+   * daemon.
+   */
+  while (nclients > 0 &&
+         (n = event_queue_pop (&event_queue, evs, ARRAY_SIZE (evs))) > 0) {
     for (i = 0; i < n; i++) {
       struct nbdsnap_ctl_header *h = (void *) out;
 
@@ -897,7 +927,9 @@ server_main (void *arg)
     unsigned i, n = 0, base;
 
     pfd[n++] = (struct pollfd) { .fd = stop_fd, .events = POLLIN };
-    pfd[n++] = (struct pollfd) { .fd = event_queue.efd, .events = POLLIN };
+    /* Events wait in the queue while nobody listens: no busy loop. */
+    pfd[n++] = (struct pollfd) { .fd = nclients ? event_queue.efd : -1,
+                                 .events = POLLIN };
     pfd[n++] = (struct pollfd) { .fd = listen_fd, .events = POLLIN };
     base = n;
     for (i = 0; i < nclients; i++)
@@ -911,10 +943,11 @@ server_main (void *arg)
     }
     if (pfd[0].revents)
       break;
-    if (pfd[1].revents)
-      send_events (out);
     if (pfd[2].revents & POLLIN)
       accept_client ();
+    /* Also when a client arrives: queued events go to it. */
+    if (pfd[1].revents || pfd[2].revents)
+      send_events (out);
     /* Walk backwards: client_drop moves the last client into slot i. */
     for (i = n - base; i-- > 0;) {
       if (pfd[base + i].revents == 0)

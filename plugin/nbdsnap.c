@@ -20,10 +20,13 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include <nbdsnap/cbt-format.h>
 #include <nbdsnap/ctl.h>
 
+#include "cbt_store.h"
 #include "common.h"
 #include "ctl_server.h"
+#include "diff_area.h"
 #include "diff_storage.h"
 #include "event_queue.h"
 #include "image.h"
@@ -55,12 +58,23 @@ nbdsnap_unload (void)
   free (statedir);
 }
 
+/* nbdkit's parsers say what is wrong with the value; say which key. */
+static int64_t
+parse_size (const char *key, const char *value)
+{
+  int64_t v = nbdkit_parse_size (value);
+
+  if (v == -1)
+    nbdkit_error ("%s=%s: not a valid size", key, value);
+  return v;
+}
+
 /* A size that must be a power of two within [min, max]. */
 static int
 parse_pow2 (const char *key, const char *value, uint64_t min, uint64_t max,
             uint64_t *out)
 {
-  int64_t v = nbdkit_parse_size (value);
+  int64_t v = parse_size (key, value);
 
   if (v == -1)
     return -1;
@@ -76,7 +90,7 @@ parse_pow2 (const char *key, const char *value, uint64_t min, uint64_t max,
 static int
 parse_positive_size (const char *key, const char *value, uint64_t *out)
 {
-  int64_t v = nbdkit_parse_size (value);
+  int64_t v = parse_size (key, value);
 
   if (v == -1)
     return -1;
@@ -93,8 +107,10 @@ parse_bool (const char *key, const char *value, bool *out)
 {
   int r = nbdkit_parse_bool (value);
 
-  if (r == -1)
+  if (r == -1) {
+    nbdkit_error ("%s=%s: not a boolean (use true or false)", key, value);
     return -1;
+  }
   *out = r;
   return 0;
 }
@@ -138,8 +154,11 @@ add_device_param (const char *value)
   memcpy (p->name, value, len);
   p->name[len] = '\0';
   p->path = nbdkit_realpath (colon + 1);
-  if (p->path == NULL)
+  if (p->path == NULL) {
+    nbdkit_error ("device=%s: the file does not exist or is not reachable",
+                  value);
     return -1;
+  }
   ndevice_params++;
   return 0;
 }
@@ -153,10 +172,11 @@ nbdsnap_config (const char *key, const char *value)
   if (strcmp (key, "device") == 0)
     return add_device_param (value);
   if (strcmp (key, "control") == 0) {
+    /* Absolute: nbdkit changes directory when it forks. */
     free (control_path);
-    control_path = strdup (value);
+    control_path = nbdkit_absolute_path (value);
     if (control_path == NULL) {
-      nbdkit_error ("strdup: %m");
+      nbdkit_error ("control=%s: cannot make the path absolute", value);
       return -1;
     }
     return 0;
@@ -164,7 +184,11 @@ nbdsnap_config (const char *key, const char *value)
   if (strcmp (key, "statedir") == 0) {
     free (statedir);
     statedir = nbdkit_realpath (value);
-    return statedir ? 0 : -1;
+    if (statedir == NULL) {
+      nbdkit_error ("statedir=%s: the directory does not exist", value);
+      return -1;
+    }
+    return 0;
   }
   if (strcmp (key, "chunk-size") == 0) {
     if (parse_pow2 (key, value, 4096, 64 * 1024 * 1024, &v) == -1)
@@ -191,7 +215,7 @@ nbdsnap_config (const char *key, const char *value)
   if (strcmp (key, "storage-portion") == 0)
     return parse_positive_size (key, value, &e->storage_portion);
   if (strcmp (key, "storage-low-water") == 0) {
-    int64_t s = nbdkit_parse_size (value);
+    int64_t s = parse_size (key, value);
     if (s == -1)
       return -1;
     e->storage_low_water = s;
@@ -230,18 +254,33 @@ nbdsnap_config_complete (void)
       nbdkit_error ("statedir=%s: not a directory", statedir);
       return -1;
     }
+    if (access (statedir, W_OK) == -1) {
+      nbdkit_error ("statedir=%s: not writable: %m", statedir);
+      return -1;
+    }
+    e->statedir = statedir;
   }
 
   SCOPED_LOCK (&control_lock);
   for (i = 0; i < ndevice_params; i++) {
     struct device_param *p = &device_params[i];
-    struct tracker *t = tracker_open (p->name, p->path, &e->cbt, &err);
+    struct tracker *t = registry_device_find_path (p->path);
 
+    if (t) {
+      nbdkit_error ("device=%s:%s: this file is given twice (also as %s)",
+                    p->name, p->path, t->name);
+      return -1;
+    }
+    t = tracker_open (p->name, p->path, &e->cbt, &err);
     if (t == NULL) {
       nbdkit_error ("device=%s:%s: %s%s", p->name, p->path, strerror (err),
                     err == EINVAL ? " (not a regular file or block device)"
                     : err == EBUSY ? " (block device in use, opened O_EXCL)"
                     : "");
+      return -1;
+    }
+    if (statedir && cbt_store_open (statedir, t, &err) == -1) {
+      tracker_put (t);
       return -1;
     }
     if (registry_device_add (t, &err) == -1) {
@@ -261,7 +300,7 @@ nbdsnap_config_complete (void)
   "device=NAME:PATH          (required, repeatable) Serve file or block device\n" \
   "                          PATH as export NAME.\n" \
   "control=SOCKET            Control socket for nbdsnapd (mode 0600).\n" \
-  "statedir=DIR              Directory for persistent state.\n" \
+  "statedir=DIR              Keep CBT state across restarts in DIR.\n" \
   "chunk-size=SIZE           Copy-on-write chunk size (default 64K).\n" \
   "chunk-count-max=N         Chunks per device at most (default 16M).\n" \
   "cbt-block-size-min=SIZE   Smallest CBT block (default 64K).\n" \
@@ -325,16 +364,26 @@ nbdsnap_cleanup (void)
     unlink (control_path);
   pthread_mutex_lock (&control_lock);
   snapshot_destroy_all ();
+  /* Every connection is closed: the maps are final.  Save them clean. */
+  if (statedir) {
+    unsigned i;
+    int err;
+    for (i = 0; i < registry_device_count (); i++)
+      cbt_store_save (statedir, registry_device_at (i), true, &err);
+  }
   registry_device_clear ();
   pthread_mutex_unlock (&control_lock);
   diff_storage_grower_stop ();
   event_queue_close (&event_queue);
 }
 
-/* Export names: NAME (original) or NAME@UUID (image). */
+/* Export names: NAME (original), NAME@UUID (image) or NAME@UUID.cbt
+ * (the image's frozen CBT map, read-only).
+ */
 struct export_name {
   char device[NBDSNAP_NAME_BUF];
   bool image;
+  bool cbt;
   uint8_t id[16];
 };
 
@@ -351,9 +400,12 @@ parse_export_name (const char *s, struct export_name *e)
   memcpy (e->device, s, len);
   if (at == NULL)
     return 0;
-  if (strlen (at + 1) != 36)
+  if (strlen (at + 1) == 40 && strcmp (at + 37, ".cbt") == 0)
+    e->cbt = true;
+  else if (strlen (at + 1) != 36)
     return -1;
-  memcpy (uuid, at + 1, 37);
+  memcpy (uuid, at + 1, 36);
+  uuid[36] = '\0';
   if (uuid_parse (uuid, e->id) == -1)
     return -1;
   e->image = true;
@@ -374,12 +426,14 @@ peer_is_tcp (void)
 /**
  * struct handle - one NBD connection.
  * @tracker: the device (original exports), else NULL.
- * @image: the image (image exports), else NULL.
+ * @image: the image (image and .cbt exports), else NULL.
+ * @cbt: the export is NAME@UUID.cbt.
  * @readonly: the connection is read-only.
  */
 struct handle {
   struct tracker *tracker;
   struct image *image;
+  bool cbt;
   bool readonly;
 };
 
@@ -443,6 +497,7 @@ nbdsnap_open (int readonly)
     }
     tracker_get (t);
     __atomic_add_fetch (&t->connections, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch (&nbd_connections, 1, __ATOMIC_RELAXED);
     h->tracker = t;
     return h;
   }
@@ -464,7 +519,9 @@ nbdsnap_open (int readonly)
       free (h);
       return NULL;
     }
+    h->cbt = en.cbt;
   }
+  __atomic_add_fetch (&nbd_connections, 1, __ATOMIC_RELAXED);
   return h;
 }
 
@@ -474,6 +531,7 @@ nbdsnap_close (void *handle)
   struct handle *h = handle;
 
   SCOPED_LOCK (&control_lock);
+  __atomic_sub_fetch (&nbd_connections, 1, __ATOMIC_RELAXED);
   if (h->tracker) {
     __atomic_sub_fetch (&h->tracker->connections, 1, __ATOMIC_RELAXED);
     tracker_put (h->tracker);
@@ -497,8 +555,11 @@ nbdsnap_export_description (void *handle)
   if (h->tracker)
     return nbdkit_printf_intern ("nbdsnap original device %s (%s)",
                                  t->name, t->path);
-  return nbdkit_printf_intern ("nbdsnap snapshot image of %s at snapshot %s",
-                               t->name, h->image->snapshot->id_str);
+  return nbdkit_printf_intern ("nbdsnap %s of %s at snapshot %s%s",
+                               h->cbt ? "CBT map" : "snapshot image",
+                               t->name, h->image->snapshot->id_str,
+                               snapshot_failed (h->image->snapshot)
+                               ? " (corrupted)" : "");
 }
 
 static int
@@ -529,6 +590,11 @@ nbdsnap_list_exports (int readonly, int is_tls,
                                             ? " (corrupted)" : "");
       if (n == NULL || d == NULL || nbdkit_add_export (exports, n, d) == -1)
         return -1;
+      n = nbdkit_printf_intern ("%s@%s.cbt", s->devices[j]->name, s->id_str);
+      d = nbdkit_printf_intern ("nbdsnap CBT map of %s at snapshot %s",
+                                s->devices[j]->name, s->id_str);
+      if (n == NULL || d == NULL || nbdkit_add_export (exports, n, d) == -1)
+        return -1;
     }
   }
   return 0;
@@ -546,7 +612,67 @@ nbdsnap_default_export (int readonly, int is_tls)
 static int64_t
 nbdsnap_get_size (void *handle)
 {
-  return handle_tracker (handle)->size;
+  struct handle *h = handle;
+  struct tracker *t = handle_tracker (h);
+
+  if (h->cbt)
+    return NBDSNAP_CBT_HEADER_SIZE + t->cbt->block_count;
+  return t->size;
+}
+
+/* The content of NAME@UUID.cbt: the cbt-format header of the snapshot's
+ * frozen map, then the map.  Built on each read (the map can still
+ * change: writes to the image mark it).
+ */
+static int
+cbt_export_pread (struct handle *h, char *buf, uint32_t count,
+                  uint64_t offset, int *err)
+{
+  struct tracker *t = h->image->tracker;
+  struct snapshot *s = h->image->snapshot;
+  uint64_t nblocks = t->cbt->block_count, end = offset + count;
+  uint8_t number, gen[16];
+  uint8_t *map;
+  int r = -1;
+
+  map = malloc (nblocks);
+  if (map == NULL) {
+    *err = ENOMEM;
+    return -1;
+  }
+  if (!diff_area_image_enter (h->image->area)) {
+    *err = EIO;
+    goto out;
+  }
+  if (cbt_map_read (t->cbt, true, 0, nblocks, map, &number, gen,
+                    err) != (int64_t) nblocks) {
+    *err = EIO;
+    goto leave;
+  }
+  memset (buf, 0, count);
+  if (offset < NBDSNAP_CBT_HEADER_SIZE) {
+    struct nbdsnap_cbt_header hdr;
+    uint64_t n;
+
+    cbt_header_fill (&hdr, t->size, t->cbt->block_size, nblocks,
+                     NBDSNAP_CBT_FLAG_SNAPSHOT | NBDSNAP_CBT_FLAG_CLEAN,
+                     gen, number, s->id, map);
+    if (offset < sizeof hdr) {
+      n = MIN ((uint64_t) sizeof hdr - offset, (uint64_t) count);
+      memcpy (buf, (char *) &hdr + offset, n);
+    }
+  }
+  if (end > NBDSNAP_CBT_HEADER_SIZE) {
+    uint64_t from = MAX (offset, (uint64_t) NBDSNAP_CBT_HEADER_SIZE);
+    memcpy (buf + (from - offset), map + (from - NBDSNAP_CBT_HEADER_SIZE),
+            end - from);
+  }
+  r = 0;
+ leave:
+  diff_area_image_leave (h->image->area);
+ out:
+  free (map);
+  return r;
 }
 
 static int
@@ -566,7 +692,7 @@ nbdsnap_can_write (void *handle)
 {
   struct handle *h = handle;
 
-  return h->tracker ? 1 : !engine_params.image_readonly;
+  return h->tracker ? 1 : !h->cbt && !engine_params.image_readonly;
 }
 
 static int
@@ -582,15 +708,15 @@ nbdsnap_can_fua (void *handle)
 }
 
 static int
-nbdsnap_can_trim (void *handle)
+nbdsnap_can_zero (void *handle)
 {
-  return ((struct handle *) handle)->tracker != NULL;
+  return !((struct handle *) handle)->cbt;
 }
 
 static int
-nbdsnap_can_zero (void *handle)
+nbdsnap_can_trim (void *handle)
 {
-  return 1;
+  return ((struct handle *) handle)->tracker != NULL;
 }
 
 static int
@@ -629,6 +755,10 @@ nbdsnap_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
     if (tracker_pread (h->tracker, buf, count, offset, &err) == 0)
       return 0;
     nbdkit_error ("pread: %s: %s", h->tracker->name, strerror (err));
+  }
+  else if (h->cbt) {
+    if (cbt_export_pread (h, buf, count, offset, &err) == 0)
+      return 0;
   }
   else if (image_pread (h->image, buf, count, offset, &err) == 0)
     return 0;

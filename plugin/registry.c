@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <nbdsnap/ctl.h>
 
@@ -33,6 +34,8 @@ struct engine_params engine_params = {
 };
 
 pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
+
+unsigned nbd_connections;
 
 static struct tracker *devices[NBDSNAP_MAX_DEVICES];
 static unsigned ndevices;
@@ -70,6 +73,24 @@ registry_device_find (const char *name)
   for (i = 0; i < ndevices; i++)
     if (strcmp (devices[i]->name, name) == 0)
       return devices[i];
+  return NULL;
+}
+
+struct tracker *
+registry_device_find_path (const char *path)
+{
+  struct stat st;
+  unsigned i;
+
+  if (stat (path, &st) == -1)
+    return NULL;
+  for (i = 0; i < ndevices; i++) {
+    struct tracker *t = devices[i];
+    if (S_ISBLK (st.st_mode) ? (t->is_blockdev && t->st_rdev == st.st_rdev)
+        : (!t->is_blockdev && t->st_dev == st.st_dev &&
+           t->st_ino == st.st_ino))
+      return t;
+  }
   return NULL;
 }
 

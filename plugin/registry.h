@@ -24,6 +24,7 @@ struct snapshot;
  * @image_readonly: image exports refuse writes.
  * @allow_original_over_tcp: originals may be opened over TCP (else unix
  *   sockets and stdin/stdout only).
+ * @statedir: directory of the CBT state files, or NULL (no persistence).
  */
 struct engine_params {
   struct cbt_map_params cbt;
@@ -33,12 +34,16 @@ struct engine_params {
   uint64_t storage_low_water;
   bool image_readonly;
   bool allow_original_over_tcp;
+  const char *statedir;
 };
 
 #define CHUNK_SIZE_DEFAULT (64 * 1024)
 #define CHUNK_COUNT_MAX_DEFAULT (16 * 1024 * 1024)
 
 extern struct engine_params engine_params;
+
+/* NBD connections open now, on every export (atomic). */
+extern unsigned nbd_connections;
 
 /* control_lock serialises every control operation (ctl requests, NBD
  * open and close, list_exports) and guards the two registries below,
@@ -50,6 +55,10 @@ extern pthread_mutex_t control_lock;
 /* Devices.  Call with control_lock held. */
 int registry_device_add (struct tracker *t, int *err);
 struct tracker *registry_device_find (const char *name);
+/* The device opened from the same file or block device as @path, if
+ * any (checked before opening, since block devices are opened O_EXCL).
+ */
+struct tracker *registry_device_find_path (const char *path);
 int registry_device_remove (const char *name, int *err);
 unsigned registry_device_count (void);
 struct tracker *registry_device_at (unsigned i);

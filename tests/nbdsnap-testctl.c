@@ -167,8 +167,9 @@ cmd_version (void)
   struct nbdsnap_ctl_version v;
 
   call (NBDSNAP_CTL_VERSION_INFO, NULL, 0, -1, &v, sizeof v);
-  printf ("protocol=%" PRIu32 "\nmsg_max=%" PRIu32 "\nplugin_version=%.32s\n",
-          v.protocol, v.msg_max, v.plugin_version);
+  printf ("protocol=%" PRIu32 "\nmsg_max=%" PRIu32 "\nplugin_version=%.32s\n"
+          "connections=%" PRIu32 "\n",
+          v.protocol, v.msg_max, v.plugin_version, v.connections);
 }
 
 static void

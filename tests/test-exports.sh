@@ -18,6 +18,7 @@ cat $dir/list
 grep -q '"export-name": "a"' $dir/list
 grep -q '"export-name": "b"' $dir/list
 grep -q "\"export-name\": \"a@$id\"" $dir/list
+grep -q "\"export-name\": \"a@$id.cbt\"" $dir/list
 grep -q '"description": "nbdsnap original device a' $dir/list
 grep -q "\"description\": \"nbdsnap snapshot image of a at snapshot $id\"" $dir/list
 # b is in no snapshot: no image of it.

@@ -173,13 +173,17 @@ _Static_assert (sizeof (struct nbdsnap_ctl_snapshot_id) == 16, "id size");
  * @protocol: NBDSNAP_CTL_VERSION of the plugin.
  * @msg_max: largest message the plugin accepts.
  * @plugin_version: the plugin's version string, NUL-padded.
+ * @connections: NBD connections open now, on every export.
+ * @pad: zero.
  */
 struct nbdsnap_ctl_version {
   uint32_t protocol;
   uint32_t msg_max;
   char plugin_version[32];
+  uint32_t connections;
+  uint32_t pad;
 };
-_Static_assert (sizeof (struct nbdsnap_ctl_version) == 40, "version size");
+_Static_assert (sizeof (struct nbdsnap_ctl_version) == 48, "version size");
 
 /**
  * struct nbdsnap_ctl_device - one device, in DEVICE_LIST and ATTACH replies.
