@@ -20,6 +20,11 @@ _run_cleanup ()
 {
   _status=$?
   set +e
+  # A test that passed must also leave a nbdkit that exits cleanly.
+  if [ $_status -eq 0 ] && [ -n "$nbdkit_pid" ] &&
+     kill -0 "$nbdkit_pid" 2>/dev/null; then
+    stop_nbdsnap || _status=1
+  fi
   if [ $_status -ne 0 ] && [ $_status -ne 77 ] && [ -s "$dir/nbdkit.log" ]; then
     echo "---- nbdkit log"
     cat "$dir/nbdkit.log"
@@ -50,6 +55,12 @@ start_nbdsnap ()
   rm -f "$dir/nbdkit.pid" "$sock"
   # Foreground in the background: nbdkit's messages go to
   # $dir/nbdkit.log (shown when a test fails).
+  if [ -n "$NBDKIT_PRELOAD" ]; then
+    # Sanitizer build: reports go to files that stop_nbdsnap checks.
+    export ASAN_OPTIONS="detect_leaks=1:exitcode=23:log_path=$dir/sanitizer"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$dir/sanitizer"
+  fi
+  LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} \
   "$NBDKIT" -f --log=stderr -U "$sock" -P "$dir/nbdkit.pid" "$PLUGIN" \
     control="$ctl" "$@" 2>> "$dir/nbdkit.log" &
   nbdkit_pid=$!
@@ -92,17 +103,44 @@ random_file ()
   head -c "$2" /dev/urandom > "$1"
 }
 
-# Stop the nbdkit started by start_nbdsnap and wait until it is gone.
+# Stop the nbdkit started by start_nbdsnap, wait until it is gone, and
+# fail if it did not exit cleanly (a crash, or a sanitizer report:
+# status 23).
 stop_nbdsnap ()
 {
-  kill "$nbdkit_pid" 2>/dev/null || return 0
-  _i=0
-  while kill -0 "$nbdkit_pid" 2>/dev/null; do
-    _i=$((_i + 1))
-    if [ $_i -gt 200 ]; then
-      echo "$0: nbdkit $nbdkit_pid did not stop" >&2
-      return 1
-    fi
+  kill -0 "$nbdkit_pid" 2>/dev/null || return 0
+  # nbdkit does not close connections still open at exit: wait for the
+  # clients to go first (up to 5 s).
+  for _i in $(seq 100); do
+    [ "$(testctl version 2>/dev/null | kv connections)" = 0 ] && break
     sleep 0.05
   done
+  kill "$nbdkit_pid" 2>/dev/null || return 0
+  _st=0
+  if [ -n "$NBDKIT_PRELOAD" ]; then
+    # With libasan preloaded into nbdkit, exit can hang in a library
+    # destructor after our cleanup and the leak check: 10 s, then kill.
+    for _i in $(seq 200); do
+      kill -0 "$nbdkit_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    if kill -0 "$nbdkit_pid" 2>/dev/null; then
+      echo "$0: warning: nbdkit hangs at exit under the sanitizer runtime; killed" >&2
+      kill -9 "$nbdkit_pid"
+      wait "$nbdkit_pid" 2>/dev/null || _st=143
+    fi
+    if ls "$dir"/sanitizer.* >/dev/null 2>&1; then
+      cat "$dir"/sanitizer.* >&2
+      echo "$0: nbdkit's sanitizers reported errors (above)" >&2
+      return 1
+    fi
+    [ $_st -eq 143 ] && return 0
+  fi
+  wait "$nbdkit_pid" || _st=$?
+  # 143: killed by SIGTERM before its handler was installed (or by us).
+  if [ $_st -ne 0 ] && [ $_st -ne 143 ]; then
+    echo "$0: nbdkit exited with status $_st" >&2
+    cat "$dir/nbdkit.log" >&2
+    return 1
+  fi
 }

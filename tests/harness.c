@@ -92,6 +92,19 @@ server_start (struct server *s, const char *const *args)
   if (s->pid == -1)
     die ("fork: %m");
   if (s->pid == 0) {
+    /* A sanitizer build of the plugin needs its runtime preloaded. */
+    const char *preload = getenv ("NBDKIT_PRELOAD");
+    if (preload && *preload) {
+      char opts[600];
+      setenv ("LD_PRELOAD", preload, 1);
+      /* Reports go to files that server_kill checks. */
+      snprintf (opts, sizeof opts, "detect_leaks=1:exitcode=23:"
+                "log_path=%s/sanitizer", s->dir);
+      setenv ("ASAN_OPTIONS", opts, 1);
+      snprintf (opts, sizeof opts, "halt_on_error=1:print_stacktrace=1:"
+                "log_path=%s/sanitizer", s->dir);
+      setenv ("UBSAN_OPTIONS", opts, 1);
+    }
     execvp (nbdkit, (char **) argv);
     perror (nbdkit);
     _exit (127);
@@ -109,16 +122,81 @@ server_start (struct server *s, const char *const *args)
   die ("nbdkit did not start within 6 seconds");
 }
 
+/* Wait (up to 5 s) until no NBD connection is open: nbdkit does not
+ * close connections still open at exit, so stopping it earlier would
+ * leave their handles (and sanitizer leak reports) behind.
+ */
+static void
+wait_no_connections (struct server *s)
+{
+  struct ctl_client *c = ctl_client_connect (s->ctl);
+  struct nbdsnap_ctl_version v;
+  int i;
+
+  if (c == NULL)
+    return;
+  for (i = 0; i < 500; i++) {
+    memset (&v, 0, sizeof v);
+    if (ctl_client_call (c, NBDSNAP_CTL_VERSION_INFO, NULL, 0, -1, &v,
+                         sizeof v, NULL, NULL, 0) != 0 ||
+        v.connections == 0)
+      break;
+    usleep (10000);
+  }
+  ctl_client_close (c);
+}
+
+/* Fail on any sanitizer report nbdkit wrote. */
+static void
+check_sanitizer_reports (struct server *s)
+{
+  char cmd[600];
+
+  snprintf (cmd, sizeof cmd, "set -- '%s'/sanitizer.*; [ ! -e \"$1\" ] || "
+            "{ cat '%s'/sanitizer.* >&2; exit 1; }", s->dir, s->dir);
+  if (system (cmd) != 0)
+    die ("nbdkit's sanitizers reported errors (above)");
+}
+
 void
 server_kill (struct server *s)
 {
-  int status;
+  const char *preload = getenv ("NBDKIT_PRELOAD");
+  bool sanitizers = preload && *preload;
+  int status, i;
 
   if (s->pid > 0) {
+    wait_no_connections (s);
     kill (s->pid, SIGTERM);
-    if (waitpid (s->pid, &status, 0) == s->pid &&
-        WIFSIGNALED (status) && WTERMSIG (status) != SIGTERM)
-      die ("nbdkit died of signal %d", WTERMSIG (status));
+    /* With libasan preloaded into the (uninstrumented) nbdkit, exit can
+     * hang in a library destructor after our cleanup and the leak check
+     * have run: give it 10 s, then kill it.  Never without sanitizers.
+     */
+    for (i = 0; sanitizers && i < 1000; i++) {
+      if (waitpid (s->pid, &status, WNOHANG) == s->pid)
+        goto reaped;
+      usleep (10000);
+    }
+    if (sanitizers) {
+      fprintf (stderr, "warning: nbdkit hangs at exit under the sanitizer "
+               "runtime; killed\n");
+      kill (s->pid, SIGKILL);
+      waitpid (s->pid, &status, 0);
+      s->pid = 0;
+      check_sanitizer_reports (s);
+      return;
+    }
+    if (waitpid (s->pid, &status, 0) == s->pid) {
+    reaped:
+      if (sanitizers)
+        check_sanitizer_reports (s);
+      s->pid = 0;
+      if (WIFSIGNALED (status) && WTERMSIG (status) != SIGTERM)
+        die ("nbdkit died of signal %d", WTERMSIG (status));
+      if (WIFEXITED (status) && WEXITSTATUS (status) != 0)
+        die ("nbdkit exited with status %d%s", WEXITSTATUS (status),
+             WEXITSTATUS (status) == 23 ? " (sanitizer report)" : "");
+    }
     s->pid = 0;
   }
 }

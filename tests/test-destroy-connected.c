@@ -221,5 +221,8 @@ main (void)
           "every reader failed with EIO after it\n", ROUNDS, total_reads);
   ctl_client_close (ctl);
   server_stop (&srv);
+  free (at_take);
+  free (shadow);
+  free (buf);
   return 0;
 }

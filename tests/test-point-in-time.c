@@ -218,5 +218,8 @@ main (void)
   snap_destroy (ctl, id);
   ctl_client_close (ctl);
   server_stop (&srv);
+  free (at_take);
+  free (shadow);
+  free (buf);
   return 0;
 }
