@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backup.h"
 #include "cli.h"
 #include "conf.h"
 
@@ -42,6 +43,9 @@ static const struct cli_command commands[] = {
     "Add diff storage to a snapshot", cmd_snapshot_append_storage },
   { "snapshot", "wait-event", "ID",
     "Wait for the next event of a snapshot", cmd_snapshot_wait_event },
+  { NULL, "backup", "SOURCE DEST",
+    "Full or incremental backup of an image export (no daemon needed)",
+    cmd_backup },
 };
 
 static void
