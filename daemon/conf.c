@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <netdb.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -118,6 +119,32 @@ listen_spec_free (struct listen_spec *l)
   g_free (l);
 }
 
+/* The host of a TCP listener must resolve to an address to bind: an IP
+ * address, a name, or empty / "*" for every address.
+ */
+static gboolean
+check_host (const char *what, const char *s, const char *host,
+            GError **error)
+{
+  struct addrinfo hints = {
+    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    .ai_flags = AI_PASSIVE,
+  };
+  struct addrinfo *res = NULL;
+  int r;
+
+  if (host[0] == '\0' || strcmp (host, "*") == 0)
+    return TRUE;
+  r = getaddrinfo (host, NULL, &hints, &res);
+  if (r != 0) {
+    set_error (error, "%s '%s': bad host '%s': %s", what, s, host,
+               r == EAI_SYSTEM ? g_strerror (errno) : gai_strerror (r));
+    return FALSE;
+  }
+  freeaddrinfo (res);
+  return TRUE;
+}
+
 static struct listen_spec *
 listen_spec_parse (const char *what, const char *s, GError **error)
 {
@@ -160,6 +187,10 @@ listen_spec_parse (const char *what, const char *s, GError **error)
       return NULL;
     }
     l->port = port;
+    if (!check_host (what, s, l->host, error)) {
+      listen_spec_free (l);
+      return NULL;
+    }
     return l;
   }
  bad:
@@ -335,10 +366,24 @@ load_devices (struct config *c, const struct config_options *o,
   const char *what = "--device";
   size_t i, j;
 
-  if (list == NULL && kf && g_key_file_has_key (kf, GROUP, "device", NULL)) {
+  if (kf && g_key_file_has_key (kf, GROUP, "device", NULL)) {
     from_file = g_key_file_get_string_list (kf, GROUP, "device", NULL, NULL);
-    list = from_file;
-    what = "device";
+    if (list) {
+      /* Overridden, but a bad value is still an error. */
+      g_autofree char *w = g_strdup_printf ("%s: device", file);
+      for (i = 0; from_file && from_file[i]; i++) {
+        struct device_spec *d = device_spec_parse (w, g_strstrip
+                                                   (from_file[i]), error);
+        if (d == NULL)
+          return FALSE;
+        device_spec_free (d);
+      }
+      g_clear_pointer (&from_file, g_strfreev);
+    }
+    else {
+      list = from_file;
+      what = "device";
+    }
   }
   for (i = 0; list && list[i]; i++) {
     g_autofree char *w = g_strdup_printf ("%s%s%s", list == from_file ? file
@@ -370,9 +415,22 @@ load_listen (struct config *c, const struct config_options *o,
   char **list = o->listen;
   size_t i;
 
-  if (list == NULL && kf && g_key_file_has_key (kf, GROUP, "listen", NULL)) {
+  if (kf && g_key_file_has_key (kf, GROUP, "listen", NULL)) {
     from_file = g_key_file_get_string_list (kf, GROUP, "listen", NULL, NULL);
-    list = from_file;
+    if (list) {
+      /* Overridden, but a bad value is still an error. */
+      g_autofree char *w = g_strdup_printf ("%s: listen", file);
+      for (i = 0; from_file && from_file[i]; i++) {
+        struct listen_spec *l = listen_spec_parse (w, g_strstrip
+                                                   (from_file[i]), error);
+        if (l == NULL)
+          return FALSE;
+        listen_spec_free (l);
+      }
+      g_clear_pointer (&from_file, g_strfreev);
+    }
+    else
+      list = from_file;
   }
   for (i = 0; list && list[i]; i++) {
     g_autofree char *w = list == from_file

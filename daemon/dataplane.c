@@ -289,6 +289,18 @@ dp_take (struct daemon *d, const guint8 id[16], GPtrArray *specs,
     if (!hook_run ("pre-take", c->pre_take_hook, env, c->hook_timeout,
                    &err)) {
       g_warning ("snapshot %s: take aborted: %s", sid, err->message);
+      /* The pre-take hook may have done part of its work (frozen one
+       * filesystem of two, or timed out after the freeze): the
+       * post-take hook undoes it, told that the take was aborted.
+       */
+      if (c->post_take_hook) {
+        g_auto (GStrv) penv = hook_env ("post-take", sid, specs, "aborted");
+        g_autoptr (GError) perr = NULL;
+        if (!hook_run ("post-take", c->post_take_hook, penv, c->hook_timeout,
+                       &perr))
+          g_warning ("snapshot %s: %s (after the aborted take)", sid,
+                     perr->message);
+      }
       g_set_error (error, NBDSNAP_ERROR, err->code, "%s; snapshot %s was not "
                    "taken", err->message, sid);
       return FALSE;

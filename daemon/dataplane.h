@@ -38,7 +38,16 @@ char **dp_snapshot_devices (const struct nbdsnap_ctl_snapshot_info *info);
 GArray *dp_collect (struct daemon *d, GError **error);
 gboolean dp_destroy (struct daemon *d, const guint8 id[16], GError **error);
 
-/* Pre-take hook, TAKE, post-take hook.  @specs: the devices. */
+/* Pre-take hook, TAKE, post-take hook.  @specs: the devices.
+ *
+ * A pre-take hook that fails or times out aborts the take before the
+ * quiesce: nothing is asked of the plugin, the snapshot stays created
+ * (not taken; a create --take destroys it), the post-take hook still
+ * runs with NBDSNAP_TAKE_RESULT=aborted so that it can undo what the
+ * pre-take hook did, and @error names the hook and its status (exit
+ * status, signal or timeout, and its last line of output).  The
+ * post-take hook's own failure is logged only: the take is done.
+ */
 gboolean dp_take (struct daemon *d, const guint8 id[16], GPtrArray *specs,
                   guint64 *pause_ns, GError **error);
 

@@ -394,6 +394,13 @@ ready_done (GObject *source, GAsyncResult *res, gpointer opaque)
              "%.1f ms after start", (int) s->pid, s->plugin_version,
              s->protocol,
              (g_get_monotonic_time () - s->started_at) / 1000.0);
+  if (s->died_at) {
+    s->last_restart_us = g_get_monotonic_time () - s->died_at;
+    s->died_at = 0;
+    g_message ("data plane restarted: originals served again %.1f ms "
+               "after nbdkit died (restart %u)", s->last_restart_us / 1000.0,
+               s->restarts);
+  }
   s->ops->ready (s->opaque, first);
 }
 
@@ -474,6 +481,8 @@ child_exited (GPid pid, gint status, gpointer opaque)
     return;
   }
 
+  if (s->died_at == 0)
+    s->died_at = g_get_monotonic_time ();
   g_warning ("nbdkit (pid %d) died: %s; restarting it", (int) pid, how);
   s->state = SUPERVISOR_STARTING;
   s->ops->died (s->opaque);

@@ -64,6 +64,9 @@ enum supervisor_state {
  * @pid: nbdkit's pid, 0 if none.
  * @child_watch: its GSource id.
  * @started_at: monotonic time of the last spawn.
+ * @died_at: monotonic time nbdkit last died (0 once it is back up).
+ * @last_restart_us: how long the last restart took, from the death to
+ *   the restarted nbdkit being ready (originals served again).
  * @ever_ready: nbdkit came up at least once.
  * @restarts: how many times nbdkit was restarted after dying.
  * @quick_deaths: deaths within 2 s of a spawn, in a row.
@@ -86,6 +89,8 @@ struct supervisor {
   pid_t pid;
   guint child_watch;
   gint64 started_at;
+  gint64 died_at;
+  gint64 last_restart_us;
   gboolean ever_ready;
   guint restarts;
   guint quick_deaths;
