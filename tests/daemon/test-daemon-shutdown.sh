@@ -1,0 +1,95 @@
+#!/bin/sh
+# Clean shutdown on SIGTERM and SIGINT: the snapshots are destroyed,
+# nbdkit stops, the sockets go and the CBT is saved, so that the
+# generation and the changed blocks survive a restart.  An unclean stop
+# (nbdsnapd and nbdkit killed with SIGKILL) loses the history: the next
+# start makes a new generation.
+. "$srcdir/functions-daemon.sh"
+requires qemu-io nbdcopy
+set -e
+set -x
+
+truncate -s 16M "$dir/disk0.img"
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+nbdkit1=$(cat "$dir/state/nbdkit.pid")
+gen=$(ctl --json cbt info disk0 | sed -n 's/.*"generation": "\(.*\)".*/\1/p')
+test -n "$gen"
+
+qemu-io -f raw -c 'write -P 0x61 0 1M' "$(uri disk0)"
+id=$(ctl snapshot create --device disk0 --take)
+# After the take (changes number 2): 2 blocks at 8 MiB.
+qemu-io -f raw -c 'write -P 0x62 8M 128k' "$(uri disk0)"
+ctl --json cbt info disk0 | grep '"changes_number": 2'
+# The diff storage is an unnamed O_TMPFILE in --diff-storage-dir.
+ls -l "/proc/$nbdkit1/fd" > "$dir/fds"
+grep -E -- "-> $dir/#[0-9]+ \\(deleted\\)" "$dir/fds"
+
+# SIGTERM.
+stop_nbdsnapd
+grep "snapshot $id destroyed at shutdown" "$dir/nbdsnapd.log"
+grep "nbdkit (pid $nbdkit1) stopped: exit status 0" "$dir/nbdsnapd.log"
+if kill -0 "$nbdkit1" 2>/dev/null; then
+  echo "$0: nbdkit $nbdkit1 is still running" >&2
+  exit 1
+fi
+test ! -e "$dir/state/nbdkit.pid"
+test ! -e "$api"
+test ! -e "$sock"
+test -s "$dir/state/disk0.cbt"
+# Every byte written before the take is in the file.
+test "$(head -c 1M "$dir/disk0.img" | tr -d a | wc -c)" -eq 0
+
+# Restart: same generation, same number, the same changed blocks.
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+ctl --json cbt info disk0 > "$dir/cbt.json"
+grep "\"generation\": \"$gen\"" "$dir/cbt.json"
+grep '"changes_number": 2' "$dir/cbt.json"
+ctl cbt changed disk0 --since 1 > "$dir/changed"
+test "$(cat "$dir/changed")" = "8388608 131072"
+ctl --json snapshot list | grep '"snapshots": \[\]'
+if grep 'not saved by a clean shutdown' "$dir/nbdsnapd.log"; then
+  exit 1
+fi
+
+# SIGINT stops it as cleanly.
+nbdkit2=$(cat "$dir/state/nbdkit.pid")
+id=$(ctl snapshot create --device disk0 --take)
+kill -INT "$nbdsnapd_pid"
+st=0
+wait "$nbdsnapd_pid" || st=$?
+nbdsnapd_pid=
+test $st -eq 0
+grep "snapshot $id destroyed at shutdown" "$dir/nbdsnapd.log"
+grep "nbdkit (pid $nbdkit2) stopped: exit status 0" "$dir/nbdsnapd.log"
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+ctl --json cbt info disk0 > "$dir/cbt.json"
+grep "\"generation\": \"$gen\"" "$dir/cbt.json"
+grep '"changes_number": 3' "$dir/cbt.json"
+
+# Unclean: both killed.  The next start has a new generation.
+qemu-io -f raw -c 'write -P 0x63 2M 64k' "$(uri disk0)"
+nbdkit3=$(cat "$dir/state/nbdkit.pid")
+kill -9 "$nbdsnapd_pid" "$nbdkit3"
+st=0
+wait "$nbdsnapd_pid" || st=$?
+test $st -eq 137
+nbdsnapd_pid=
+for i in $(seq 200); do
+  kill -0 "$nbdkit3" 2>/dev/null || break
+  sleep 0.05
+done
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+ctl --json cbt info disk0 > "$dir/cbt.json"
+grep '"changes_number": 1' "$dir/cbt.json"
+if grep "\"generation\": \"$gen\"" "$dir/cbt.json"; then
+  echo "$0: the generation survived an unclean stop" >&2
+  exit 1
+fi
+grep 'not saved by a clean shutdown' "$dir/nbdsnapd.log"
+# The data written before the kill is served.
+nbdcopy "$(uri disk0)" "$dir/out"
+test "$(dd if="$dir/out" bs=64k skip=32 count=1 | tr -d c | wc -c)" -eq 0
+test "$(dd if="$dir/out" bs=64k skip=128 count=2 | tr -d b | wc -c)" -eq 0
+test "$(dd if="$dir/out" bs=1M count=1 | tr -d a | wc -c)" -eq 0
+
+stop_nbdsnapd
