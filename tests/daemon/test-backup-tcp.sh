@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# nbdsnapctl backup over TCP: a full backup, then incremental backups
+# with random writes, write-zeroes and trims in between.  After each,
+# the backup equals the image as read right after the take, block for
+# block, and an incremental backup copied exactly the blocks written
+# since the previous snapshot (the --json summary).
+. "$srcdir/functions-daemon.sh"
+requires qemu-io nbdcopy cmp
+set -e
+set -x
+
+size=$((64 * 1024 * 1024))
+bs=65536
+truncate -s $size "$dir/disk0.img"
+# Some data, some holes.
+dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=6 seek=3 conv=notrunc \
+   status=none
+dd if=/dev/urandom of="$dir/disk0.img" bs=64k count=5 seek=700 conv=notrunc \
+   status=none
+
+# nbdsnapd with a TCP listener on a free port.
+for try in 1 2 3 4 5 6 7 8; do
+  port=$((20000 + RANDOM % 40000))
+  if start_nbdsnapd --listen "tcp:127.0.0.1:$port" \
+                    --device "disk0:$dir/disk0.img"; then
+    break
+  fi
+  [ $try -lt 8 ]
+done
+
+# The value of KEY in the flat JSON of FILE (strings unquoted).
+jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
+# Every block of A equals the same block of B (byte for byte; on a
+# difference, list the blocks that differ).
+same_blocks ()
+{
+  [ "$(stat -c %s "$1")" = $size ] && [ "$(stat -c %s "$2")" = $size ]
+  if ! cmp -s "$1" "$2"; then
+    cmp -l "$1" "$2" | awk -v bs=$bs '{ print "block", int(($1 - 1) / bs) }' |
+      uniq | head -20
+    return 1
+  fi
+}
+# Random writes, write-zeroes and trims on the original; the blocks they
+# touch are added to $dir/touched.
+random_writes ()
+{
+  local args=() i off len op
+  for i in $(seq "$1"); do
+    off=$(( (RANDOM * 32768 + RANDOM) % (size - 300000) ))
+    len=$(( RANDOM % 300000 + 1 ))
+    case $((i % 4)) in
+      0) op="write -z $off $len" ;;
+      1) op="discard $((off / 512 * 512)) $(((len + 511) / 512 * 512))"
+         len=$(((len + 511) / 512 * 512))
+         off=$((off / 512 * 512)) ;;
+      *) op="write -P $((RANDOM % 255 + 1)) $off $len" ;;
+    esac
+    args+=(-c "$op")
+    seq $((off / bs)) $(((off + len - 1) / bs)) >> "$dir/touched"
+  done
+  qemu-io -f raw "${args[@]}" "$(uri disk0)" > /dev/null
+}
+take ()
+{
+  id=$(ctl snapshot create --device disk0 --take)
+  ctl --json snapshot info "$id" > "$dir/info.json"
+  number=$(sed -n 's/.*"changes_number": \([0-9]*\).*/\1/p' "$dir/info.json")
+  src="nbd://127.0.0.1:$port/disk0@$id"
+  # The reference: the image as it is right after the take.
+  rm -f "$dir/ref.img"
+  nbdcopy "$src" "$dir/ref.img"
+}
+
+backup=$dir/backup.img
+take
+# --incremental without a state file: a full backup, and why.
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
+    2> "$dir/err"
+grep -q "backup: no state file $backup.nbdsnap.json: making a full backup" \
+     "$dir/err"
+[ "$(jv mode "$dir/out.json")" = full ]
+[ "$(jv blocks "$dir/out.json")" = $((size / bs)) ]
+[ "$(jv connections "$dir/out.json")" = 4 ]
+[ "$(jv changes_number "$dir/out.json")" = "$number" ]
+same_blocks "$dir/ref.img" "$backup"
+# The state file.
+state=$backup.nbdsnap.json
+[ "$(jv complete "$state")" = true ]
+[ "$(jv snapshot_id "$state")" = "$id" ]
+[ "$(jv changes_number "$state")" = "$number" ]
+[ "$(jv size "$state")" = $size ]
+[ "$(jv generation "$state")" = "$(jv generation "$dir/out.json")" ]
+
+for round in 1 2 3 4; do
+  ctl snapshot destroy "$id"
+  : > "$dir/touched"
+  random_writes $((round * 3 + 2))
+  prev=$number
+  take
+  # Writes after the take are not in this backup.
+  qemu-io -f raw -c "write -P 0xee 0 1M" "$(uri disk0)" > /dev/null
+  seq 0 15 > "$dir/touched.next"
+  verify=
+  [ $round = 3 ] && verify=--verify
+  ctl --json backup --incremental $verify --connections $round \
+      "$src" "$backup" > "$dir/out.json"
+  [ "$(jv mode "$dir/out.json")" = incremental ]
+  [ "$(jv reason "$dir/out.json")" = null ]
+  [ "$(jv base_changes_number "$dir/out.json")" = "$prev" ]
+  [ "$(jv connections "$dir/out.json")" = $round ]
+  # Exactly the blocks written since the previous snapshot (those of the
+  # write after the previous take, and the random ones).
+  expect=$(cat "$dir/touched" "$dir/touched.last" 2>/dev/null | sort -un |
+           wc -l)
+  [ "$(jv blocks "$dir/out.json")" = "$expect" ]
+  # The CBT agrees.
+  ctl cbt changed disk0 --since "$prev" --snapshot "$id" > "$dir/changed"
+  [ "$(awk -v bs=$bs '{ n += $2 / bs } END { print n + 0 }' \
+       "$dir/changed")" = "$expect" ]
+  same_blocks "$dir/ref.img" "$backup"
+  [ "$(jv changes_number "$state")" = "$number" ]
+  [ "$(jv snapshot_id "$state")" = "$id" ]
+  mv "$dir/touched.next" "$dir/touched.last"
+done
+
+# The same snapshot again: nothing to copy, still equal.
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json"
+[ "$(jv mode "$dir/out.json")" = incremental ]
+[ "$(jv blocks "$dir/out.json")" = 0 ]
+same_blocks "$dir/ref.img" "$backup"
+
+# Without --incremental: a full copy, human output on one line.
+ctl backup "$src" "$backup" > "$dir/out.txt"
+[ "$(wc -l < "$dir/out.txt")" = 1 ]
+grep -q "^full backup of disk0@$id: $((size / bs)) of $((size / bs)) blocks" \
+     "$dir/out.txt"
+same_blocks "$dir/ref.img" "$backup"
+
+ctl snapshot destroy "$id"
+stop_nbdsnapd
