@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# nbdsnapctl backup over TLS-PSK (nbdsnapd --tls require --tls-psk):
+# a full backup and incremental ones with writes in between, over
+# nbds:// (TCP) and nbds+unix://, each equal to the image as read right
+# after the take; without TLS or with a wrong key the backup fails
+# clearly and leaves the backup and its state file alone.
+. "$srcdir/functions-daemon.sh"
+requires qemu-io nbdcopy cmp psktool
+set -e
+set -x
+
+size=$((32 * 1024 * 1024))
+bs=65536
+truncate -s $size "$dir/disk0.img"
+dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=4 seek=2 conv=notrunc \
+   status=none
+
+mkdir "$dir/tls" "$dir/bad"
+psk=$dir/tls/keys.psk
+psktool -u alice -p "$psk" > /dev/null
+psktool -u alice -p "$dir/bad/keys.psk" > /dev/null
+chmod 600 "$psk"
+
+for try in 1 2 3 4 5 6 7 8; do
+  port=$((20000 + RANDOM % 40000))
+  if start_nbdsnapd --listen "tcp:127.0.0.1:$port" --tls require \
+                    --tls-psk "$psk" --device "disk0:$dir/disk0.img"; then
+    break
+  fi
+  [ $try -lt 8 ]
+done
+
+jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
+same_blocks ()
+{
+  [ "$(stat -c %s "$1")" = $size ] && [ "$(stat -c %s "$2")" = $size ]
+  if ! cmp -s "$1" "$2"; then
+    cmp -l "$1" "$2" | awk -v bs=$bs '{ print "block", int(($1 - 1) / bs) }' |
+      uniq | head -20
+    return 1
+  fi
+}
+# qemu-io on the original over the unix socket, with TLS.
+qio ()
+{
+  qemu-io --object "tls-creds-psk,id=tls0,endpoint=client,dir=$dir/tls,username=alice" \
+    --image-opts "driver=nbd,server.type=unix,server.path=$sock,export=disk0,tls-creds=tls0" \
+    "$@" > /dev/null
+}
+# libnbd takes the PSK username from the URI's user part.
+q="tls-psk-file=$psk"
+take ()
+{
+  id=$(ctl snapshot create --device disk0 --take)
+  src="nbds://alice@127.0.0.1:$port/disk0@$id?$q"
+  rm -f "$dir/ref.img"
+  nbdcopy "$src" "$dir/ref.img"
+}
+
+backup=$dir/backup.img
+qio -c "write -P 1 0 100k"
+take
+ctl --json backup "$src" "$backup" > "$dir/out.json"
+[ "$(jv mode "$dir/out.json")" = full ]
+same_blocks "$dir/ref.img" "$backup"
+
+# Incremental over TCP.
+ctl snapshot destroy "$id"
+qio -c "write -P 2 5M 200k" -c "write -P 3 $((size - 1000)) 1000"
+take
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json"
+[ "$(jv mode "$dir/out.json")" = incremental ]
+[ "$(jv blocks "$dir/out.json")" = 5 ]        # 4 at 5M, the last one
+same_blocks "$dir/ref.img" "$backup"
+
+# Incremental over nbds+unix.
+ctl snapshot destroy "$id"
+qio -c "write -P 4 64k 64k" -c "write -z 20M 1M"
+take
+ctl --json backup --incremental --verify \
+    "nbds+unix://alice@/disk0@$id?socket=$sock&$q" "$backup" > "$dir/out.json"
+[ "$(jv mode "$dir/out.json")" = incremental ]
+[ "$(jv blocks "$dir/out.json")" = 17 ]
+same_blocks "$dir/ref.img" "$backup"
+
+# Without TLS, or with another key: refused, nothing changes.
+cp "$backup" "$dir/before.img"
+cp "$backup.nbdsnap.json" "$dir/before.json"
+st=0
+ctl backup --incremental "nbd://127.0.0.1:$port/disk0@$id" "$backup" \
+    2> "$dir/err" || st=$?
+[ $st = 1 ]
+grep -q "^nbdsnapctl: backup: source nbd://127.0.0.1:$port/disk0@$id: " \
+     "$dir/err"
+st=0
+ctl backup --incremental \
+    "nbds://alice@127.0.0.1:$port/disk0@$id?tls-psk-file=$dir/bad/keys.psk" \
+    "$backup" 2> "$dir/err" || st=$?
+[ $st = 1 ]
+grep -q "^nbdsnapctl: backup: source nbds://" "$dir/err"
+cmp "$dir/before.img" "$backup"
+cmp "$dir/before.json" "$backup.nbdsnap.json"
+
+ctl snapshot destroy "$id"
+stop_nbdsnapd
