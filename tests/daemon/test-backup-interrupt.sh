@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# An interrupted backup (kill -9 mid-copy) can be rerun and ends with a
+# correct backup.  The source is slowed down by an nbdkit proxy with the
+# delay filter, so that the kill lands while the copy runs.
+#  - A full backup killed: no state file is left; the rerun with
+#    --incremental says so and makes a full backup.
+#  - An incremental backup killed: the state file says "incomplete"; a
+#    rerun, against a later snapshot of the same generation, stays
+#    incremental from the old base and copies every block changed since
+#    it.
+. "$srcdir/functions-daemon.sh"
+requires qemu-io nbdcopy cmp
+set -e
+set -x
+
+size=$((32 * 1024 * 1024))
+bs=65536
+head -c $size /dev/urandom > "$dir/disk0.img"
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+
+jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
+take ()
+{
+  id=$(ctl snapshot create --device disk0 --take)
+  src=$(uri "disk0@$id")
+  rm -f "$dir/ref.img"
+  nbdcopy "$src" "$dir/ref.img"
+}
+backup=$dir/backup.img
+state=$backup.nbdsnap.json
+
+# The slow proxy: every read of the source waits $1.
+slow=$dir/slow.sock
+proxy_pid=
+start_proxy ()
+{
+  rm -f "$slow" "$dir/proxy.pid"
+  nbdkit -f -U "$slow" -P "$dir/proxy.pid" --filter=delay nbd \
+         socket="$sock" dynamic-export=true rdelay="$1" \
+         2>> "$dir/proxy.log" &
+  proxy_pid=$!
+  for i in $(seq 200); do
+    [ -s "$dir/proxy.pid" ] && [ -S "$slow" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+stop_proxy ()
+{
+  kill "$proxy_pid"
+  wait "$proxy_pid" || [ $? = 143 ]
+  proxy_pid=
+}
+_kill_proxy () { [ -z "$proxy_pid" ] || kill "$proxy_pid"; }
+cleanup_fn _kill_proxy
+# Run a backup through the proxy in the background; once "$@" holds,
+# kill it with SIGKILL (it must still be running).
+interrupted_backup ()
+{
+  local opts=$1 pid st=0
+  shift
+  "$NBDSNAPCTL" backup $opts --connections 1 \
+    "nbd+unix:///disk0@$id?socket=$slow" "$backup" > /dev/null 2>&1 &
+  pid=$!
+  until "$@"; do
+    kill -0 $pid
+    sleep 0.05
+  done
+  kill -9 $pid
+  wait $pid || st=$?
+  [ $st = 137 ]
+}
+allocated () { [ -e "$backup" ] && [ "$(stat -c %b "$backup")" -gt 0 ]; }
+incomplete () { [ -s "$state" ] && grep -q '"complete": false' "$state"; }
+
+# 1. A full backup, killed once data has reached the backup.
+take
+start_proxy 500ms
+interrupted_backup "" allocated
+if cmp -s "$dir/ref.img" "$backup"; then exit 1; fi
+[ ! -e "$state" ]
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
+    2> "$dir/err"
+grep -q "no state file $state: making a full backup" "$dir/err"
+[ "$(jv mode "$dir/out.json")" = full ]
+cmp "$dir/ref.img" "$backup"
+ctl snapshot destroy "$id"
+
+# 2. An incremental backup of 40 scattered blocks, killed.
+args=()
+for i in $(seq 0 39); do
+  args+=(-c "write -P $((i + 1)) $((i * 7 * bs + 100)) 1000")
+done
+qemu-io -f raw "${args[@]}" "$(uri disk0)" > /dev/null
+take
+number2=$(ctl --json snapshot info "$id" |
+          sed -n 's/.*"changes_number": \([0-9]*\).*/\1/p')
+stop_proxy
+start_proxy 300ms
+interrupted_backup --incremental incomplete
+[ "$(jv complete "$state")" = false ]
+[ "$(jv changes_number "$state")" = 1 ]
+[ "$(jv target_changes_number "$state")" = "$number2" ]
+[ "$(jv target_snapshot_id "$state")" = "$id" ]
+stop_proxy
+
+# The rerun, against a later snapshot: 10 more blocks changed.
+ctl snapshot destroy "$id"
+args=()
+for i in $(seq 0 9); do
+  args+=(-c "write -P 0xaa $(((i * 7 + 3) * bs)) $bs")
+done
+qemu-io -f raw "${args[@]}" "$(uri disk0)" > /dev/null
+take
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
+    2> "$dir/err"
+grep -q "resuming an interrupted incremental backup from changes number 1" \
+     "$dir/err"
+[ "$(jv mode "$dir/out.json")" = incremental ]
+[ "$(jv resumed "$dir/out.json")" = true ]
+[ "$(jv base_changes_number "$dir/out.json")" = 1 ]
+[ "$(jv blocks "$dir/out.json")" = 50 ]
+cmp "$dir/ref.img" "$backup"
+[ "$(jv complete "$state")" = true ]
+[ "$(jv snapshot_id "$state")" = "$id" ]
+
+# And the next one is an ordinary incremental backup.
+ctl snapshot destroy "$id"
+qemu-io -f raw -c "write -P 0x55 0 1" "$(uri disk0)" > /dev/null
+take
+ctl --json backup --incremental --verify "$src" "$backup" > "$dir/out.json"
+[ "$(jv resumed "$dir/out.json")" = false ]
+[ "$(jv blocks "$dir/out.json")" = 1 ]
+cmp "$dir/ref.img" "$backup"
+ctl snapshot destroy "$id"
+stop_nbdsnapd
