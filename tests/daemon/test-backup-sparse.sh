@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Holes stay holes.  A full backup to a new raw file allocates only the
+# data of the source (checked with SEEK_DATA/SEEK_HOLE through qemu-img
+# map, and with the allocated size); runs of zeroes become holes too.
+# An incremental backup punches holes where the source was zeroed or
+# trimmed.  A full backup over an old, fully allocated file leaves it
+# as sparse as a new one.
+. "$srcdir/functions-daemon.sh"
+requires qemu-io qemu-img nbdcopy cmp
+set -e
+set -x
+
+size=$((64 * 1024 * 1024))
+bs=65536
+M=$((1024 * 1024))
+truncate -s $size "$dir/disk0.img"
+# Data at [2M, 5M) and [40M, 41M); allocated zeroes at [20M, 22M).
+dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=3 seek=2 conv=notrunc \
+   status=none
+dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=1 seek=40 conv=notrunc \
+   status=none
+dd if=/dev/zero of="$dir/disk0.img" bs=1M count=2 seek=20 conv=notrunc \
+   status=none
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+
+jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
+take ()
+{
+  id=$(ctl snapshot create --device disk0 --take)
+  src=$(uri "disk0@$id")
+  rm -f "$dir/ref.img"
+  nbdcopy "$src" "$dir/ref.img"
+}
+# The data extents of a raw file (SEEK_DATA/SEEK_HOLE), "START LENGTH".
+data_extents ()
+{
+  qemu-img map --output=json -f raw "$1" |
+    sed -n 's/.*"start": \([0-9]*\), "length": \([0-9]*\).*"data": true.*/\1 \2/p'
+}
+allocated () { echo $(($(stat -c %b "$1") * 512)); }
+backup=$dir/backup.img
+
+take
+ctl --json backup "$src" "$backup" > "$dir/out.json"
+cmp "$dir/ref.img" "$backup"
+[ "$(jv bytes_written "$dir/out.json")" = $((4 * M)) ]
+[ "$(jv bytes_zeroed "$dir/out.json")" = $((size - 4 * M)) ]
+data_extents "$backup" > "$dir/extents"
+printf '%s\n' "$((2 * M)) $((3 * M))" "$((40 * M)) $M" | diff - "$dir/extents"
+[ "$(allocated "$backup")" -le $((4 * M + 2 * bs)) ]
+
+# Zero a data range and trim another on the original: the incremental
+# backup punches holes there.
+ctl snapshot destroy "$id"
+qemu-io -f raw -c "write -z $((3 * M)) $M" -c "discard $((40 * M)) $M" \
+        -c "write -P 0x11 $((50 * M)) $bs" "$(uri disk0)" > /dev/null
+take
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json"
+[ "$(jv mode "$dir/out.json")" = incremental ]
+[ "$(jv blocks "$dir/out.json")" = 33 ]
+cmp "$dir/ref.img" "$backup"
+data_extents "$backup" > "$dir/extents"
+printf '%s\n' "$((2 * M)) $M" "$((4 * M)) $M" "$((50 * M)) $bs" |
+  diff - "$dir/extents"
+
+# A full backup over a fully allocated file of junk: as sparse as new.
+head -c $size /dev/urandom > "$backup"
+ctl backup "$src" "$backup" > /dev/null
+cmp "$dir/ref.img" "$backup"
+data_extents "$backup" > "$dir/extents2"
+diff "$dir/extents" "$dir/extents2"
+[ "$(allocated "$backup")" -le $((2 * M + 2 * bs)) ]
+
+ctl snapshot destroy "$id"
+stop_nbdsnapd
