@@ -567,9 +567,11 @@ nbdsnap_list_exports (int readonly, int is_tls,
                       struct nbdkit_exports *exports)
 {
   unsigned i, j;
+  /* Originals that this client could not open are not listed. */
+  bool originals = engine_params.allow_original_over_tcp || !peer_is_tcp ();
 
   SCOPED_LOCK (&control_lock);
-  for (i = 0; i < registry_device_count (); i++) {
+  for (i = 0; originals && i < registry_device_count (); i++) {
     struct tracker *t = registry_device_at (i);
     const char *desc = nbdkit_printf_intern ("nbdsnap original device %s (%s)",
                                        t->name, t->path);
@@ -604,7 +606,8 @@ static const char *
 nbdsnap_default_export (int readonly, int is_tls)
 {
   SCOPED_LOCK (&control_lock);
-  if (registry_device_count () == 1)
+  if (registry_device_count () == 1 &&
+      (engine_params.allow_original_over_tcp || !peer_is_tcp ()))
     return nbdkit_strdup_intern (registry_device_at (0)->name);
   return "";
 }
