@@ -712,10 +712,18 @@ dest_open (struct dest *d, int connections, char **err)
     return true;
   }
 
+  /* A missing file is created by dest_prepare, once the checks pass. */
   d->fd = open (d->name, O_RDWR | O_CLOEXEC);
   if (d->fd == -1 && errno == ENOENT) {
-    d->fd = open (d->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    d->created = d->fd >= 0;
+    g_autofree char *dir = g_path_get_dirname (d->name);
+
+    if (access (dir, W_OK | X_OK) == -1) {
+      *err = g_strdup_printf ("DEST %s: cannot create it: %s: %s", d->name,
+                              dir, g_strerror (errno));
+      return false;
+    }
+    d->created = d->regular = true;
+    return true;
   }
   if (d->fd == -1 || fstat (d->fd, &st) == -1) {
     *err = g_strdup_printf ("DEST %s: %s", d->name, g_strerror (errno));
@@ -763,20 +771,36 @@ dest_close (struct dest *d, char **err)
   return ok;
 }
 
-/* Make DEST ready: its size, and for a full backup of a regular file an
- * all-zero start (so that holes need no work and stay holes).
+/* Can DEST hold the device?  (A raw file is resized to fit.) */
+static bool
+dest_check_size (const struct dest *d, uint64_t size, char **err)
+{
+  if (!d->nbd && d->regular)
+    return true;
+  if (d->nbd ? d->size != size : d->size < size) {
+    *err = g_strdup_printf ("DEST %s is %" PRIu64 " bytes; the source is %"
+                            PRIu64 " bytes%s", d->name, d->size, size,
+                            d->nbd ? ": make them the same size" : "");
+    return false;
+  }
+  return true;
+}
+
+/* Make DEST ready: create a missing file, and for a full backup of a
+ * regular file start from all zeroes at the device's size (so that
+ * holes need no work and stay holes).
  */
 static bool
 dest_prepare (struct dest *d, uint64_t size, bool full, char **err)
 {
-  if (d->nbd || !d->regular) {
-    if (d->nbd ? d->size != size : d->size < size) {
-      *err = g_strdup_printf ("DEST %s is %" PRIu64 " bytes; the source is %"
-                              PRIu64 " bytes%s", d->name, d->size, size,
-                              d->nbd ? ": make them the same size" : "");
+  if (d->nbd || !d->regular)
+    return true;
+  if (d->created) {
+    d->fd = open (d->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (d->fd == -1) {
+      *err = g_strdup_printf ("DEST %s: %s", d->name, g_strerror (errno));
       return false;
     }
-    return true;
   }
   if (full || d->created) {
     if (ftruncate (d->fd, 0) == -1 || ftruncate (d->fd, size) == -1) {
@@ -1370,7 +1394,8 @@ cmd_backup (struct cli *cli, int argc, char **argv)
     job.n++;
   }
 
-  if (!dest_open (&dst, job.n, &err))
+  if (!dest_open (&dst, job.n, &err) ||
+      !dest_check_size (&dst, src.size, &err))
     goto out;
 
   /* Full or incremental. */

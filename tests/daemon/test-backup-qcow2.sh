@@ -97,11 +97,17 @@ qemu-io -f qcow2 -r -c "read -P 0 4M 64k" "$qcow" | grep -q "read 65536/65536"
 qemu-img create -q -f qcow2 "$qcow" $((size + bs))
 start_qemu_nbd
 take
+cp "$statef" "$dir/before.json"
 st=0
-ctl backup --state "$dir/other.json" "$src" "$dest" 2> "$dir/err" || st=$?
+ctl backup --state "$statef" "$src" "$dest" 2> "$dir/err" || st=$?
 [ $st = 1 ]
 grep -q "^nbdsnapctl: backup: DEST $dest is $((size + bs)) bytes; the source is $size bytes: make them the same size" "$dir/err"
-[ ! -e "$dir/other.json" ]
+cmp "$dir/before.json" "$statef"
+st=0
+ctl backup --incremental --state "$statef" "$src" "$dest" 2> "$dir/err" ||
+  st=$?
+[ $st = 1 ]
+cmp "$dir/before.json" "$statef"
 ctl snapshot destroy "$id"
 stop_qemu_nbd
 stop_nbdsnapd
