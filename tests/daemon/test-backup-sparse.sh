@@ -6,7 +6,7 @@
 # trimmed.  A full backup over an old, fully allocated file leaves it
 # as sparse as a new one.
 . "$srcdir/functions-daemon.sh"
-requires qemu-io qemu-img nbdcopy cmp
+requires qemu-io qemu-img nbdcopy cmp script
 set -e
 set -x
 
@@ -70,6 +70,20 @@ cmp "$dir/ref.img" "$backup"
 data_extents "$backup" > "$dir/extents2"
 diff "$dir/extents" "$dir/extents2"
 [ "$(allocated "$backup")" -le $((2 * M + 2 * bs)) ]
+
+# Output: on a terminal a progress bar on stderr; otherwise stderr
+# stays empty and stdout has the summary line only.
+"$NBDSNAPCTL" backup --verify "$src" "$dir/quiet.img" > "$dir/out" 2> "$dir/err"
+[ ! -s "$dir/err" ]
+[ "$(wc -l < "$dir/out")" = 1 ]
+grep -q "^full backup of disk0@$id: 1024 of 1024 blocks, 2.1 MiB written, 61.9 MiB holes, in [0-9.]* s, verified$" "$dir/out"
+script -qec "$NBDSNAPCTL backup --verify $src $dir/tty.img" /dev/null \
+       > "$dir/tty.out"
+grep -q 'copy   \[#*  *\] *[0-9]*%' "$dir/tty.out"
+grep -q 'copy   \[#\{30\}\] 100%' "$dir/tty.out"
+grep -q 'verify \[#\{30\}\] 100%' "$dir/tty.out"
+grep -q "full backup of disk0@$id: 1024 of 1024 blocks" "$dir/tty.out"
+cmp "$dir/ref.img" "$dir/tty.img"
 
 ctl snapshot destroy "$id"
 stop_nbdsnapd
