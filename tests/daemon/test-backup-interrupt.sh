@@ -71,12 +71,20 @@ interrupted_backup ()
   [ $st = 137 ]
 }
 allocated () { [ -e "$backup" ] && [ "$(stat -c %b "$backup")" -gt 0 ]; }
+no_state_and_allocated () { [ ! -e "$state" ] && allocated; }
 incomplete () { [ -s "$state" ] && grep -q '"complete": false' "$state"; }
 
-# 1. A full backup, killed once data has reached the backup.
+# 1. A full backup over an older complete one, killed once data has
+# reached the backup: the old state file is gone.
+qemu-io -f raw -c "write -P 0x77 0 1M" "$(uri disk0)" > /dev/null
+take
+ctl backup "$src" "$backup" > /dev/null
+[ "$(jv complete "$state")" = true ]
+ctl snapshot destroy "$id"
+qemu-io -f raw -c "write -P 0x78 0 1M" "$(uri disk0)" > /dev/null
 take
 start_proxy 500ms
-interrupted_backup "" allocated
+interrupted_backup "" no_state_and_allocated
 if cmp -s "$dir/ref.img" "$backup"; then exit 1; fi
 [ ! -e "$state" ]
 ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
@@ -99,7 +107,7 @@ stop_proxy
 start_proxy 300ms
 interrupted_backup --incremental incomplete
 [ "$(jv complete "$state")" = false ]
-[ "$(jv changes_number "$state")" = 1 ]
+[ "$(jv changes_number "$state")" = 2 ]
 [ "$(jv target_changes_number "$state")" = "$number2" ]
 [ "$(jv target_snapshot_id "$state")" = "$id" ]
 stop_proxy
@@ -114,11 +122,11 @@ qemu-io -f raw "${args[@]}" "$(uri disk0)" > /dev/null
 take
 ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
     2> "$dir/err"
-grep -q "resuming an interrupted incremental backup from changes number 1" \
+grep -q "resuming an interrupted incremental backup from changes number 2" \
      "$dir/err"
 [ "$(jv mode "$dir/out.json")" = incremental ]
 [ "$(jv resumed "$dir/out.json")" = true ]
-[ "$(jv base_changes_number "$dir/out.json")" = 1 ]
+[ "$(jv base_changes_number "$dir/out.json")" = 2 ]
 [ "$(jv blocks "$dir/out.json")" = 50 ]
 cmp "$dir/ref.img" "$backup"
 [ "$(jv complete "$state")" = true ]
