@@ -136,6 +136,7 @@ storage_open (const char *path, const char *dir, GPtrArray *devices,
     fd = open_tmpfile (path, error);
     if (fd == -1)
       return -1;
+    g_free (d);
     d = g_strdup_printf ("(an unnamed file in %s)", path);
   }
   else if (sr == -1 && se == ENOENT) {
