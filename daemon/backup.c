@@ -1372,9 +1372,11 @@ cmd_backup (struct cli *cli, int argc, char **argv)
 
   /* The source: the image, its CBT, then more connections. */
   job.sh[0] = connect_uri ("source", src.uri, true, &err);
-  if (job.sh[0] == NULL || !source_parse_export (&src, job.sh[0], &err))
+  if (job.sh[0] == NULL)
     goto out;
   job.n = 1;
+  if (!source_parse_export (&src, job.sh[0], &err))
+    goto out;
   src.block_status = nbd_can_meta_context
     (job.sh[0], LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
   src.multi_conn = nbd_can_multi_conn (job.sh[0]) == 1;
