@@ -118,7 +118,7 @@ fi
 
 # Timeout (a short one now): the hook is killed, the take is refused.
 stop_nbdsnapd
-sed -i 's/^hook-timeout=.*/hook-timeout=2/' "$dir/nbdsnapd.conf"
+sed -i 's/^hook-timeout=.*/hook-timeout=5/' "$dir/nbdsnapd.conf"
 start_nbdsnapd --config "$dir/nbdsnapd.conf"
 echo hang > "$dir/mode"
 rm -f "$dir/post.env"
@@ -126,7 +126,7 @@ id=$(ctl snapshot create --device disk0)
 st=0
 ctl snapshot take "$id" 2>"$dir/err" || st=$?
 test $st -eq 1
-grep "^nbdsnapctl: pre-take hook timed out after 2 s and was killed: freezing...; snapshot $id was not taken" "$dir/err"
+grep "^nbdsnapctl: pre-take hook timed out after 5 s and was killed: freezing...; snapshot $id was not taken" "$dir/err"
 ctl --json snapshot info "$id" | grep '"state": "created"'
 grep '^NBDSNAP_TAKE_RESULT=aborted$' "$dir/post.env"
 # The hook was killed (SIGKILL to its process group): gone, or a zombie
