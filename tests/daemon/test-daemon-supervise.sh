@@ -1,11 +1,12 @@
 #!/bin/sh
 # nbdkit killed with SIGKILL: nbdsnapd restarts it at once, the
 # originals are served again with every block intact, and the snapshot
-# that died with nbdkit is reported lost (wait-event, snapshot list,
-# snapshot info) and can only be forgotten.  The restart time is in the
+# that died with nbdkit is reported lost (wait-event, the SnapshotLost
+# and DataPlaneRestarted D-Bus signals on a private system bus,
+# snapshot list, snapshot info) and can only be forgotten.  The restart time is in the
 # daemon's log (measured, never asserted on).
 . "$srcdir/functions-daemon.sh"
-requires nbdcopy qemu-io split sha256sum
+requires nbdcopy qemu-io split sha256sum dbus-daemon gdbus
 set -e
 set -x
 
@@ -16,12 +17,48 @@ block_sums ()
   split -b $bs --filter='sha256sum' "$1" | awk '{ print NR - 1, $1 }'
 }
 
+# A private system bus, for the signals (nbdsnapd --system-bus; GIO
+# finds it through DBUS_SYSTEM_BUS_ADDRESS).
+cat > "$dir/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$dir/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+EOF
+dbus-daemon --config-file="$dir/bus.conf" --nofork 2>"$dir/bus.log" &
+bus_pid=$!
+cleanup_fn kill "$bus_pid"
+export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$dir/bus.sock"
+for i in $(seq 300); do
+  [ -S "$dir/bus.sock" ] && break
+  sleep 0.05
+done
+
 random_file "$dir/ref0" 16M
 random_file "$dir/ref1" 8M
 truncate -s 16M "$dir/disk0.img"
 truncate -s 8M "$dir/disk1.img"
-start_nbdsnapd --device "disk0:$dir/disk0.img" --device "disk1:$dir/disk1.img"
+start_nbdsnapd --device "disk0:$dir/disk0.img" --device "disk1:$dir/disk1.img" \
+  --system-bus
 pid1=$(cat "$dir/state/nbdkit.pid")
+# The signals.  gdbus monitor has subscribed once it reports the owner.
+gdbus monitor --system --dest org.nbdsnap.Manager1 > "$dir/signals" 2>&1 &
+monitor_pid=$!
+cleanup_fn kill "$monitor_pid"
+for i in $(seq 600); do
+  grep -q 'org.nbdsnap.Manager1 is owned by' "$dir/signals" && break
+  sleep 0.05
+done
+grep 'org.nbdsnap.Manager1 is owned by' "$dir/signals"
 
 # Known data, written through the original exports.
 nbdcopy "$dir/ref0" "$(uri disk0)"
@@ -47,6 +84,17 @@ kill -9 "$pid1"
 # The lost event is queued on the snapshot.
 ctl snapshot wait-event "$id" --timeout 20000 > "$dir/event"
 grep -x "lost $id reason=data-plane" "$dir/event"
+# The signals: SnapshotLost, then DataPlaneRestarted with the new pid and
+# the lost snapshots.
+for i in $(seq 600); do
+  grep -q 'DataPlaneRestarted' "$dir/signals" && break
+  sleep 0.05
+done
+cat "$dir/signals"
+grep -x "/org/nbdsnap/Manager1: org.nbdsnap.Manager1.SnapshotLost ('$id',)" \
+  "$dir/signals"
+grep -E "^/org/nbdsnap/Manager1: org.nbdsnap.Manager1.DataPlaneRestarted \\([0-9]+, \\['$id'\\]\\)$" \
+  "$dir/signals"
 
 # nbdkit is back under a new pid (the pid file is rewritten by nbdkit).
 for i in $(seq 300); do
@@ -57,6 +105,7 @@ done
 test -n "$pid2"
 test "$pid2" != "$pid1"
 kill -0 "$pid2"
+grep "DataPlaneRestarted ($pid2, \\['$id'\\])" "$dir/signals"
 ctl --json version > "$dir/version.json"
 grep '"restarts": 1' "$dir/version.json"
 grep "\"nbdkit_pid\": $pid2" "$dir/version.json"
