@@ -16,7 +16,7 @@
 # mount_fs DEV DIR [MOUNT-OPTS]
 #                             mount DEV on DIR (made if missing); umount is
 #                             registered for cleanup
-# umount_fs DIR               umount if mounted; idempotent
+# umount_fs DIR               umount if mounted; idempotent; bounded (120 s)
 # populate DIR COUNT SEED     COUNT files of mixed sizes (1 byte .. 1 MiB)
 #                             under DIR (in subdirectories), fsynced
 # checksums DIR               "SHA256  RELATIVE-PATH" of every regular file
@@ -110,7 +110,7 @@ detach_export ()
   fi
   if [ -s "$_de_mp.fusepid" ]; then
     _de_pid=$(cat "$_de_mp.fusepid")
-    if mountpoint -q "$_de_mp"; then
+    if _is_mounted "$_de_mp"; then
       # The loop device lets go of the file asynchronously.
       wait_until 30 fusermount3 -u "$_de_mp" 2>/dev/null ||
         fusermount3 -u -z "$_de_mp"
@@ -122,6 +122,15 @@ detach_export ()
     rm -f "$_de_mp.fusepid" "$_de_mp.pid"
   fi
   return 0
+}
+
+# Also true of a FUSE mount whose server died (where mountpoint(1),
+# which stats the directory, fails).
+_is_mounted ()
+{
+  _im_path=$(readlink -f "$(dirname "$1")")/$(basename "$1")
+  awk -v d="$_im_path" '$2 == d { found = 1 } END { exit !found }' \
+    /proc/self/mounts
 }
 
 _pid_gone ()
@@ -140,11 +149,23 @@ mount_fs ()
   cleanup_fn umount_fs "$2"
 }
 
+# Bounded: an umount that hangs (a data plane that no longer answers)
+# is freed by killing the test's nbdfuse processes, which fails every
+# pending request; the umount then finishes, and this fails.
 umount_fs ()
 {
-  if mountpoint -q "$1"; then
-    umount "$1"
+  _is_mounted "$1" || return 0
+  umount "$1" &
+  _um_pid=$!
+  if ! wait_until 120 _pid_gone "$_um_pid"; then
+    echo "$0: umount $1 hangs: killing this test's nbdfuse processes" >&2
+    for _um_f in "$dir"/fuse-*.fusepid; do
+      [ -s "$_um_f" ] && kill -9 "$(cat "$_um_f")" 2>/dev/null
+    done
+    wait "$_um_pid"
+    return 1
   fi
+  wait "$_um_pid"
 }
 
 # Sizes cycle through small, odd and large ones so that files land in
