@@ -24,9 +24,10 @@
 # fs_check TYPE DEV           read-only fsck (e2fsck -fn / xfs_repair -n);
 #                             fails on any problem
 #
-# The interop tests need root, loop devices and /dev/fuse.  They are not
-# skipped when those are missing: CI has them, so a missing one is a
-# failure with a clear message (need_loop_and_fuse).
+# need_loop_and_fuse          root, /dev/loop-control and /dev/fuse (made
+#                             with modprobe or mknod if missing), or fail
+#                             with a clear message; attach_export calls it.
+#                             Not a skip: CI has them.
 
 . "$srcdir/../daemon/functions-daemon.sh"
 
@@ -74,6 +75,7 @@ attach_export ()
   _ae_tag=$2
   shift 2
   _ae_mp=$dir/fuse-$_ae_tag
+  need_loop_and_fuse
   mkdir -p "$_ae_mp"
   rm -f "$_ae_mp.pid" "$_ae_mp.loop"
   nbdfuse -P "$_ae_mp.pid" "$@" "$_ae_mp" "$(uri "$_ae_export")" \
@@ -206,5 +208,3 @@ fs_check ()
     *) echo "$0: fs_check: unknown type $1" >&2; return 1 ;;
   esac
 }
-
-need_loop_and_fuse
