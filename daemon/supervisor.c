@@ -74,16 +74,27 @@ supervisor_free (struct supervisor *s)
   g_free (s);
 }
 
-/* Is @pid an nbdkit process? */
+/* Is @pid an nbdkit process started for the control socket @ctl (its
+ * command line holds control=@ctl)?  A pid in a stale pid file may have
+ * been reused by any process since, another nbdkit included.
+ */
 static gboolean
-is_nbdkit (pid_t pid)
+is_nbdkit (pid_t pid, const char *ctl)
 {
   g_autofree char *path = g_strdup_printf ("/proc/%d/comm", (int) pid);
-  g_autofree char *comm = NULL;
+  g_autofree char *cpath = g_strdup_printf ("/proc/%d/cmdline", (int) pid);
+  g_autofree char *comm = NULL, *cmdline = NULL;
+  g_autofree char *want = g_strdup_printf ("control=%s", ctl);
+  gsize len = 0, i;
 
-  if (!g_file_get_contents (path, &comm, NULL, NULL))
+  if (!g_file_get_contents (path, &comm, NULL, NULL) ||
+      !g_str_has_prefix (comm, "nbdkit") ||
+      !g_file_get_contents (cpath, &cmdline, &len, NULL))
     return FALSE;
-  return g_str_has_prefix (comm, "nbdkit");
+  for (i = 0; i < len; i += strlen (cmdline + i) + 1)
+    if (strcmp (cmdline + i, want) == 0)
+      return TRUE;
+  return FALSE;
 }
 
 void
@@ -91,6 +102,7 @@ supervisor_reap_stale (const struct config *cfg)
 {
   g_autofree char *pid_path = g_build_filename (cfg->state_dir, "nbdkit.pid",
                                                 NULL);
+  g_autofree char *ctl = g_build_filename (cfg->state_dir, "ctl.sock", NULL);
   g_autofree char *text = NULL;
   pid_t pid;
   int i;
@@ -98,18 +110,18 @@ supervisor_reap_stale (const struct config *cfg)
   if (!g_file_get_contents (pid_path, &text, NULL, NULL))
     return;
   pid = atoi (text);
-  if (pid <= 1 || kill (pid, 0) == -1 || !is_nbdkit (pid)) {
+  if (pid <= 1 || kill (pid, 0) == -1 || !is_nbdkit (pid, ctl)) {
     unlink (pid_path);
     return;
   }
   g_warning ("an nbdkit from an earlier nbdsnapd is still running (pid %d): "
              "stopping it; its snapshots are lost", (int) pid);
   kill (pid, SIGTERM);
-  for (i = 0; i < 500 && kill (pid, 0) == 0 && is_nbdkit (pid); i++)
+  for (i = 0; i < 500 && kill (pid, 0) == 0 && is_nbdkit (pid, ctl); i++)
     g_usleep (10000);
-  if (kill (pid, 0) == 0 && is_nbdkit (pid)) {
+  if (kill (pid, 0) == 0 && is_nbdkit (pid, ctl)) {
     kill (pid, SIGKILL);
-    for (i = 0; i < 200 && kill (pid, 0) == 0 && is_nbdkit (pid); i++)
+    for (i = 0; i < 200 && kill (pid, 0) == 0 && is_nbdkit (pid, ctl); i++)
       g_usleep (10000);
   }
   unlink (pid_path);

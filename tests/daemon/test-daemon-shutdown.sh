@@ -1,13 +1,24 @@
 #!/bin/sh
 # Clean shutdown on SIGTERM and SIGINT: the snapshots are destroyed,
 # nbdkit stops, the sockets go and the CBT is saved, so that the
-# generation and the changed blocks survive a restart.  An unclean stop
+# generation and the changed blocks survive a restart, also when
+# nbdsnapd alone is killed (nbdkit exits with it).  An unclean stop
 # (nbdsnapd and nbdkit killed with SIGKILL) loses the history: the next
 # start makes a new generation.
 . "$srcdir/functions-daemon.sh"
 requires qemu-io nbdcopy
 set -e
 set -x
+
+# Has process $1 exited (gone, or a zombie that its new parent has not
+# reaped yet)?
+gone ()
+{
+  _s=$(sed -n 's/^State:\t\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null) ||
+    _s=
+  case "$_s" in ''|Z|X) return 0 ;; esac
+  return 1
+}
 
 truncate -s 16M "$dir/disk0.img"
 start_nbdsnapd --device "disk0:$dir/disk0.img"
@@ -28,7 +39,7 @@ grep -E -- "-> $dir/#[0-9]+ \\(deleted\\)" "$dir/fds"
 stop_nbdsnapd
 grep "snapshot $id destroyed at shutdown" "$dir/nbdsnapd.log"
 grep "nbdkit (pid $nbdkit1) stopped: exit status 0" "$dir/nbdsnapd.log"
-if kill -0 "$nbdkit1" 2>/dev/null; then
+if ! gone "$nbdkit1"; then
   echo "$0: nbdkit $nbdkit1 is still running" >&2
   exit 1
 fi
@@ -66,16 +77,40 @@ ctl --json cbt info disk0 > "$dir/cbt.json"
 grep "\"generation\": \"$gen\"" "$dir/cbt.json"
 grep '"changes_number": 3' "$dir/cbt.json"
 
+# nbdsnapd killed alone: nbdkit exits with its parent (nbdkit sets
+# PR_SET_PDEATHSIG itself) through its clean path, so the CBT is saved
+# and the next nbdsnapd (which would also stop an nbdkit still running
+# from its pid file) finds the same generation and the changed blocks.
+qemu-io -f raw -c 'write -P 0x64 3M 64k' "$(uri disk0)"
+nbdkit3=$(cat "$dir/state/nbdkit.pid")
+kill -9 "$nbdsnapd_pid"
+st=0
+wait "$nbdsnapd_pid" || st=$?
+test $st -eq 137
+nbdsnapd_pid=
+start_nbdsnapd --device "disk0:$dir/disk0.img"
+if ! gone "$nbdkit3"; then
+  echo "$0: the old nbdkit $nbdkit3 is still running" >&2
+  exit 1
+fi
+test "$(cat "$dir/state/nbdkit.pid")" != "$nbdkit3"
+ctl --json cbt info disk0 > "$dir/cbt.json"
+grep "\"generation\": \"$gen\"" "$dir/cbt.json"
+ctl cbt changed disk0 --since 2 > "$dir/changed"
+test "$(cat "$dir/changed")" = "3145728 65536"
+test "$(dd if="$dir/disk0.img" bs=64k skip=48 count=1 | tr -d d | wc -c)" -eq 0
+
 # Unclean: both killed.  The next start has a new generation.
 qemu-io -f raw -c 'write -P 0x63 2M 64k' "$(uri disk0)"
-nbdkit3=$(cat "$dir/state/nbdkit.pid")
-kill -9 "$nbdsnapd_pid" "$nbdkit3"
+nbdkit4=$(cat "$dir/state/nbdkit.pid")
+# nbdkit first: killed before it could hear of its parent's death.
+kill -9 "$nbdkit4" "$nbdsnapd_pid"
 st=0
 wait "$nbdsnapd_pid" || st=$?
 test $st -eq 137
 nbdsnapd_pid=
 for i in $(seq 200); do
-  kill -0 "$nbdkit3" 2>/dev/null || break
+  gone "$nbdkit4" && break
   sleep 0.05
 done
 start_nbdsnapd --device "disk0:$dir/disk0.img"
