@@ -6,6 +6,7 @@
 #                        socket $ctl, in the test's private dir $dir
 # testctl ARGS...        the test ctl client on $ctl
 # uri EXPORT             nbd+unix URI of an export
+# fails CMD ARGS...      run CMD, which must fail (set -e ignores "! CMD")
 
 : "${PLUGIN:?PLUGIN is not set: run the tests with make check}"
 : "${TESTCTL:?TESTCTL is not set: run the tests with make check}"
@@ -84,6 +85,14 @@ start_nbdsnap ()
 testctl ()
 {
   "$TESTCTL" "$ctl" "$@"
+}
+
+fails ()
+{
+  if "$@"; then
+    echo "$0: expected to fail, but succeeded: $*" >&2
+    return 1
+  fi
 }
 
 uri ()

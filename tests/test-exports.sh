@@ -22,7 +22,7 @@ grep -q "\"export-name\": \"a@$id.cbt\"" $dir/list
 grep -q '"description": "nbdsnap original device a' $dir/list
 grep -q "\"description\": \"nbdsnap snapshot image of a at snapshot $id\"" $dir/list
 # b is in no snapshot: no image of it.
-! grep -q "\"export-name\": \"b@" $dir/list
+fails grep -q "\"export-name\": \"b@" $dir/list
 
 # Sizes and flags.
 [ "$(nbdinfo --size "$(uri a@$id)")" = 8388608 ]
@@ -40,11 +40,11 @@ grep -q '"can_multi_conn": true' $dir/img.json
 # no export name with two devices.
 for e in nope "a@$(uuidgen 2>/dev/null || echo 00000000-0000-0000-0000-000000000000)" \
          "b@$id" "a@notauuid" "a@" "bad%20name"; do
-  ! nbdinfo "nbd+unix:///$e?socket=$sock" > $dir/out 2>&1
+  fails nbdinfo "nbd+unix:///$e?socket=$sock" > $dir/out 2>&1
   cat $dir/out
   grep -q 'No such file or directory' $dir/out
 done
-! nbdinfo "nbd+unix:///?socket=$sock" > $dir/out 2>&1
+fails nbdinfo "nbd+unix:///?socket=$sock" > $dir/out 2>&1
 cat $dir/out
 
 # The server logs why, naming the export and the exports there are.
@@ -66,7 +66,7 @@ done
 [ -n "$port" ]
 cleanup_fn kill "$(cat $dir/tcp.pid)"
 sleep 0.3
-! nbdinfo "nbd://127.0.0.1:$port/c" > $dir/out 2>&1
+fails nbdinfo "nbd://127.0.0.1:$port/c" > $dir/out 2>&1
 cat $dir/out
 kill "$(cat $dir/tcp.pid)"
 sleep 0.5
@@ -86,7 +86,7 @@ kill "$(cat $dir/tcp.pid)"
 # Bad parameters: refused at startup with a message naming the key.
 bad ()
 {
-  ! "$NBDKIT" -s "$PLUGIN" "$@" < /dev/null > /dev/null 2> $dir/err
+  fails "$NBDKIT" -s "$PLUGIN" "$@" < /dev/null > /dev/null 2> $dir/err
   cat $dir/err
 }
 bad device=a:$dir/a.img chunk-size=3

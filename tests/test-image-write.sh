@@ -51,5 +51,5 @@ stop_nbdsnap
 start_nbdsnap device=disk0:$dir/disk.img image-readonly=true
 id=$(testctl create --tmpfile $dir --limit 64M --device disk0 --take | kv id)
 before=$(sha256sum < $dir/disk.img)
-! qemu-io -f raw -c 'write -P 0x99 0 4096' "$(uri disk0@$id)"
+fails qemu-io -f raw -c 'write -P 0x99 0 4096' "$(uri disk0@$id)"
 [ "$(sha256sum < $dir/disk.img)" = "$before" ]

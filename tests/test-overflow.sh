@@ -48,7 +48,7 @@ for off in 0 $((16 << 20)) $((32 << 20 - 512)); do
   fi
   grep -q 'Input/output error' $dir/read
 done
-! nbdcopy "$(uri disk0@$id)" $dir/image-copy.img
+fails nbdcopy "$(uri disk0@$id)" $dir/image-copy.img
 
 # Destroying the corrupted snapshot works; the original still works.
 testctl destroy $id

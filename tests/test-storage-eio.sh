@@ -58,7 +58,7 @@ grep -x 'error=EIO' $dir/event
 testctl info $id > $dir/info
 grep -x 'state=corrupted' $dir/info
 grep -x 'error=EIO' $dir/info
-! qemu-io -f raw -c 'read 0 4096' "$(uri disk0@$id)" > $dir/read 2>&1
+fails qemu-io -f raw -c 'read 0 4096' "$(uri disk0@$id)" > $dir/read 2>&1
 grep -q 'Input/output error' $dir/read
 grep -q "snapshot $id corrupted: device disk0: Input/output error" $dir/nbdkit.log
 
