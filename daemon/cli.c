@@ -46,6 +46,9 @@ cli_usage_error (struct cli *cli, const char *fmt, ...)
   va_end (ap);
   fprintf (stderr, "nbdsnapctl: %s: %s (see 'nbdsnapctl %s --help')\n",
            name, msg, name);
+  /* exit() skips the g_autofree cleanups: free them (leak checkers). */
+  g_clear_pointer (&msg, g_free);
+  g_clear_pointer (&name, g_free);
   exit (CLI_USAGE);
 }
 
