@@ -6,8 +6,13 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 
 #include "api_server.h"
@@ -452,6 +457,7 @@ daemon_new (struct config *cfg)
   guint i;
 
   d->cfg = cfg;
+  d->lock_fd = -1;
   if (cfg->diff_storage_dir == NULL)
     cfg->diff_storage_dir = g_strdup (cfg->state_dir);
   d->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify)
@@ -490,8 +496,59 @@ daemon_free (struct daemon *d)
   g_ptr_array_unref (d->listeners);
   g_ptr_array_unref (d->devices);
   g_main_loop_unref (d->loop);
+  if (d->lock_fd >= 0)
+    close (d->lock_fd);
   config_free (d->cfg);
   g_free (d);
+}
+
+/* One daemon per state directory: a second one would take the first
+ * one's nbdkit for a stale one and stop it, losing its snapshots.  The
+ * lock is an flock() on state-dir/nbdsnapd.lock, held while the daemon
+ * runs (close-on-exec, so nbdkit does not hold it), with the holder's
+ * pid in the file for the message.
+ */
+static gboolean
+lock_state_dir (struct daemon *d, GError **error)
+{
+  const struct config *c = d->cfg;
+  g_autofree char *path = g_build_filename (c->state_dir, "nbdsnapd.lock",
+                                            NULL);
+  char buf[32];
+  ssize_t n;
+  int fd;
+
+  fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    g_set_error (error, NBDSNAP_ERROR, NBDSNAP_ERROR_FAILED,
+                 "state-dir %s: %s: %s", c->state_dir, path,
+                 g_strerror (errno));
+    return FALSE;
+  }
+  if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
+    int e = errno;
+
+    n = pread (fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    g_strchomp (buf);
+    close (fd);
+    if (e == EWOULDBLOCK)
+      g_set_error (error, NBDSNAP_ERROR, NBDSNAP_ERROR_BUSY,
+                   "state-dir %s is in use by another nbdsnapd%s%s%s",
+                   c->state_dir, buf[0] ? " (pid " : "", buf,
+                   buf[0] ? ")" : "");
+    else
+      g_set_error (error, NBDSNAP_ERROR, NBDSNAP_ERROR_FAILED,
+                   "state-dir %s: lock %s: %s", c->state_dir, path,
+                   g_strerror (e));
+    return FALSE;
+  }
+  n = snprintf (buf, sizeof buf, "%d\n", (int) getpid ());
+  if (ftruncate (fd, 0) == -1 || pwrite (fd, buf, n, 0) != n)
+    g_warning ("state-dir %s: cannot write %s: %s", c->state_dir, path,
+               g_strerror (errno));
+  d->lock_fd = fd;
+  return TRUE;
 }
 
 gboolean
@@ -505,6 +562,8 @@ daemon_start (struct daemon *d, GError **error)
                  "state-dir %s: %s", c->state_dir, g_strerror (errno));
     return FALSE;
   }
+  if (!lock_state_dir (d, error))
+    return FALSE;
   supervisor_reap_stale (c);
   for (i = 0; i < c->listen->len; i++) {
     const struct listen_spec *s = g_ptr_array_index (c->listen, i);

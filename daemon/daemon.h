@@ -53,6 +53,7 @@ struct daemon {
   GMainLoop *loop;
   gboolean stopping;
   int exit_status;
+  int lock_fd;            /* state-dir/nbdsnapd.lock, flock()ed */
   void (*ready_fn) (struct daemon *d, gboolean ok);
 };
 
