@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -168,6 +169,65 @@ build_argv (struct supervisor *s)
   return (char **) g_ptr_array_free (a, FALSE);
 }
 
+/* nbdkit's keeper.
+ *
+ * nbdkit (1.32 as Debian builds it) asks the kernel for SIGTERM when its
+ * parent dies (PR_SET_PDEATHSIG), so as our direct child it would stop
+ * serving the originals whenever nbdsnapd dies: every client cut off,
+ * writes failing until someone restarts us (DESIGN invariant 2 says a
+ * dead daemon must not do that).  So we fork a keeper, which forks and
+ * execs nbdkit and then only waits: it forwards the stop signals to
+ * nbdkit and exits with nbdkit's status (or dies of its signal), so
+ * that supervising the keeper is supervising nbdkit.  If nbdsnapd
+ * dies, the keeper (which has no death signal) and nbdkit live on, and
+ * the next nbdsnapd stops that nbdkit through its pid file
+ * (supervisor_reap_stale).  Keeper and nbdkit share a process group
+ * (the keeper's pid), which SIGKILL is sent to.  nbdkit's pid reaches
+ * us through a pipe.  The keeper is a forked copy of a threaded
+ * process: async-signal-safe calls only.
+ */
+static volatile pid_t keeper_child;
+
+static void
+keeper_forward (int sig)
+{
+  if (keeper_child > 0)
+    kill (keeper_child, sig);
+}
+
+static void __attribute__ ((noreturn))
+keeper_run (pid_t child)
+{
+  static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT,
+                                   SIGUSR1, SIGUSR2 };
+  struct sigaction sa = { .sa_handler = keeper_forward };
+  sigset_t set;
+  size_t i;
+  int status;
+
+  keeper_child = child;
+  prctl (PR_SET_NAME, "nbdsnapd-keep", 0, 0, 0);
+  for (i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaction (forwarded[i], &sa, NULL);
+  for (;;) {
+    if (waitpid (child, &status, 0) == child)
+      break;
+    if (errno != EINTR)
+      _exit (126);
+  }
+  if (WIFSIGNALED (status)) {
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+    sigaction (WTERMSIG (status), &dfl, NULL);
+    sigemptyset (&set);
+    sigaddset (&set, WTERMSIG (status));
+    sigprocmask (SIG_UNBLOCK, &set, NULL);
+    kill (getpid (), WTERMSIG (status));
+    _exit (128 + WTERMSIG (status));
+  }
+  _exit (WIFEXITED (status) ? WEXITSTATUS (status) : 126);
+}
+
 /* Format @v into @buf (async-signal-safe). */
 static void
 format_uint (char *buf, unsigned long v)
@@ -194,8 +254,8 @@ spawn (struct supervisor *s, GError **error)
   g_autofree int *fds = NULL;
   char *listen_pid;
   guint nfds = s->listeners->len, i, nenv;
-  int devnull;
-  pid_t pid;
+  int devnull, pidpipe[2];
+  pid_t pid, keeper;
 
   env = g_environ_unsetenv (env, "LISTEN_PID");
   env = g_environ_unsetenv (env, "LISTEN_FDS");
@@ -231,11 +291,20 @@ spawn (struct supervisor *s, GError **error)
   }
   cmdline = g_strjoinv (" ", argv);
   unlink (s->pid_path);
+  if (pipe2 (pidpipe, O_CLOEXEC) == -1) {
+    int e = errno;
+    close (devnull);
+    g_set_error (error, NBDSNAP_ERROR, NBDSNAP_ERROR_FAILED,
+                 "cannot start nbdkit: pipe: %s", g_strerror (e));
+    return FALSE;
+  }
 
   pid = fork ();
   if (pid == -1) {
     int e = errno;
     close (devnull);
+    close (pidpipe[0]);
+    close (pidpipe[1]);
     g_set_error (error, NBDSNAP_ERROR, NBDSNAP_ERROR_FAILED,
                  "cannot start nbdkit: fork: %s", g_strerror (e));
     return FALSE;
@@ -262,14 +331,38 @@ spawn (struct supervisor *s, GError **error)
       dup2 (devnull, 1);
       dup2 (devnull, 2);
     }
-    format_uint (listen_pid, (unsigned long) getpid ());
-    execve (argv[0], argv, env);
-    _exit (127);
+    keeper = fork ();
+    if (keeper == -1)
+      _exit (126);
+    if (keeper == 0) {
+      format_uint (listen_pid, (unsigned long) getpid ());
+      execve (argv[0], argv, env);
+      _exit (127);
+    }
+    /* The keeper holds nothing of ours (listeners, API and ctl
+     * sockets): nbdkit has what it needs.
+     */
+    if (write (pidpipe[1], &keeper, sizeof keeper) != sizeof keeper)
+      _exit (126);
+    close_range (3, ~0U, 0);
+    keeper_run (keeper);
   }
   close (devnull);
+  close (pidpipe[1]);
+  {
+    ssize_t n;
 
-  g_message ("started nbdkit (pid %d): %s", (int) pid, cmdline);
-  s->pid = pid;
+    do
+      n = read (pidpipe[0], &keeper, sizeof keeper);
+    while (n == -1 && errno == EINTR);
+    close (pidpipe[0]);
+    if (n != sizeof keeper)
+      keeper = pid;             /* the keeper failed; it exits at once */
+  }
+
+  g_message ("started nbdkit (pid %d): %s", (int) keeper, cmdline);
+  s->keeper = pid;
+  s->pid = keeper;
   s->started_at = g_get_monotonic_time ();
   s->state = SUPERVISOR_STARTING;
   s->child_watch = g_child_watch_add (pid, child_exited, s);
@@ -377,8 +470,8 @@ ready_done (GObject *source, GAsyncResult *res, gpointer opaque)
     if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
       return;                   /* nbdkit died or we stop: handled there */
     g_warning ("%s: killing nbdkit (pid %d)", error->message, (int) s->pid);
-    if (s->pid > 0)
-      kill (s->pid, SIGKILL);
+    if (s->keeper > 0)
+      kill (-s->keeper, SIGKILL);
     return;
   }
   g_clear_object (&s->ready_cancel);
@@ -466,8 +559,10 @@ child_exited (GPid pid, gint status, gpointer opaque)
   guint delay_ms = 0;
 
   g_spawn_close_pid (pid);
+  pid = s->pid;                 /* nbdkit's, for the messages */
   s->child_watch = 0;
   s->pid = 0;
+  s->keeper = 0;
   if (s->ready_cancel)
     g_cancellable_cancel (s->ready_cancel);
   close_events (s);
@@ -523,10 +618,10 @@ kill_hard (gpointer opaque)
   struct supervisor *s = opaque;
 
   s->kill_timer = 0;
-  if (s->pid > 0) {
+  if (s->keeper > 0) {
     g_warning ("nbdkit (pid %d) did not stop within %d s: killing it",
                (int) s->pid, STOP_TIMEOUT_S);
-    kill (s->pid, SIGKILL);
+    kill (-s->keeper, SIGKILL);
   }
   return G_SOURCE_REMOVE;
 }
@@ -541,12 +636,12 @@ supervisor_stop (struct supervisor *s)
     g_cancellable_cancel (s->ready_cancel);
   close_events (s);
   ctl_link_down (s->link);
-  if (s->pid <= 0) {
+  if (s->keeper <= 0) {
     s->state = SUPERVISOR_STOPPED;
     s->ops->stopped (s->opaque);
     return;
   }
   s->state = SUPERVISOR_STOPPING;
-  kill (s->pid, SIGTERM);
+  kill (s->keeper, SIGTERM);
   s->kill_timer = g_timeout_add_seconds (STOP_TIMEOUT_S, kill_hard, s);
 }

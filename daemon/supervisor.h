@@ -62,7 +62,9 @@ enum supervisor_state {
  * @ctl_path, @pid_path: in the state directory.
  * @state: see above.
  * @pid: nbdkit's pid, 0 if none.
- * @child_watch: its GSource id.
+ * @keeper: the pid of nbdkit's keeper (our child, nbdkit's parent, in
+ *   nbdkit's process group; see spawn() in supervisor.c), 0 if none.
+ * @child_watch: the keeper's GSource id.
  * @started_at: monotonic time of the last spawn.
  * @died_at: monotonic time nbdkit last died (0 once it is back up).
  * @last_restart_us: how long the last restart took, from the death to
@@ -87,6 +89,7 @@ struct supervisor {
   char *pid_path;
   enum supervisor_state state;
   pid_t pid;
+  pid_t keeper;
   guint child_watch;
   gint64 started_at;
   gint64 died_at;

@@ -2,7 +2,8 @@
 # Clean shutdown on SIGTERM and SIGINT: the snapshots are destroyed,
 # nbdkit stops, the sockets go and the CBT is saved, so that the
 # generation and the changed blocks survive a restart, also when
-# nbdsnapd alone is killed (nbdkit exits with it).  An unclean stop
+# nbdsnapd alone is killed (nbdkit keeps serving the originals until
+# the next nbdsnapd stops it cleanly).  An unclean stop
 # (nbdsnapd and nbdkit killed with SIGKILL) loses the history: the next
 # start makes a new generation.
 . "$srcdir/functions-daemon.sh"
@@ -77,17 +78,22 @@ ctl --json cbt info disk0 > "$dir/cbt.json"
 grep "\"generation\": \"$gen\"" "$dir/cbt.json"
 grep '"changes_number": 3' "$dir/cbt.json"
 
-# nbdsnapd killed alone: nbdkit exits with its parent (nbdkit sets
-# PR_SET_PDEATHSIG itself) through its clean path, so the CBT is saved
-# and the next nbdsnapd (which would also stop an nbdkit still running
-# from its pid file) finds the same generation and the changed blocks.
-qemu-io -f raw -c 'write -P 0x64 3M 64k' "$(uri disk0)"
+# nbdsnapd killed alone: nbdkit (held by its keeper, since it asks for
+# SIGTERM at its parent's death) keeps serving the originals, and
+# writes succeed while no daemon runs (invariant 2).  The next nbdsnapd
+# stops that nbdkit through its pid file, cleanly, so the CBT is saved:
+# same generation, and the changed blocks include the write made
+# while the daemon was dead.
 nbdkit3=$(cat "$dir/state/nbdkit.pid")
 kill -9 "$nbdsnapd_pid"
 st=0
 wait "$nbdsnapd_pid" || st=$?
 test $st -eq 137
 nbdsnapd_pid=
+sleep 1
+kill -0 "$nbdkit3"
+qemu-io -f raw -c 'write -P 0x64 3M 64k' "$(uri disk0)"
+qemu-io -f raw -c 'read -P 0x64 3M 64k' "$(uri disk0)" | grep -q '^read 65536/65536'
 start_nbdsnapd --device "disk0:$dir/disk0.img"
 if ! gone "$nbdkit3"; then
   echo "$0: the old nbdkit $nbdkit3 is still running" >&2
