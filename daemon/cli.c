@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gio/gunixsocketaddress.h>
+
 #include "cli.h"
 #include "error.h"
 #include "util.h"
@@ -62,17 +64,15 @@ cli_parse (struct cli *cli, const GOptionEntry *entries, int *argc,
                                             cli->cmd->args);
   g_autoptr (GOptionContext) ctx = g_option_context_new (param);
   g_autoptr (GError) error = NULL;
-  GOptionGroup *common;
   int n;
 
   g_option_context_set_summary (ctx, cli->cmd->summary);
+  /* The command's options, then those of every command: --help shows
+   * them all.
+   */
   if (entries)
     g_option_context_add_main_entries (ctx, entries, NULL);
-  common = g_option_group_new ("common", "Options of every command:",
-                               "Show the options of every command", NULL,
-                               NULL);
-  g_option_group_add_entries (common, common_entries);
-  g_option_context_add_group (ctx, common);
+  g_option_context_add_main_entries (ctx, common_entries, NULL);
   opt_socket = NULL;
   opt_json = FALSE;
   if (!g_option_context_parse (ctx, argc, argv, &error))
@@ -101,43 +101,79 @@ cli_parse (struct cli *cli, const GOptionEntry *entries, int *argc,
   }
 }
 
+/* "cannot connect" on stderr (and with --json, as an error document on
+ * stdout), exit CLI_FAILED.  Frees @why.
+ */
+static G_GNUC_NORETURN void
+connect_failed (struct cli *cli, char *why, const char *hint)
+{
+  char *msg = g_strdup_printf ("cannot connect to nbdsnapd at %s: %s%s",
+                               cli->socket, why, hint);
+  GVariantBuilder b, eb;
+
+  fprintf (stderr, "nbdsnapctl: %s\n", msg);
+  if (cli->json) {
+    g_variant_builder_init (&eb, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add (&eb, "{sv}", "name",
+                           g_variant_new_string ("org.nbdsnap.Error.Failed"));
+    g_variant_builder_add (&eb, "{sv}", "code",
+                           g_variant_new_maybe (G_VARIANT_TYPE_STRING, NULL));
+    g_variant_builder_add (&eb, "{sv}", "message", g_variant_new_string (msg));
+    g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add (&b, "{sv}", "error", g_variant_builder_end (&eb));
+    cli_json_write (g_variant_builder_end (&b));
+  }
+  g_free (msg);
+  g_free (why);
+  exit (CLI_FAILED);
+}
+
+#define ACCESS_HINT " (only root and the socket group may use nbdsnapd)"
+
 NbdsnapManager1 *
 cli_proxy (struct cli *cli)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *escaped = NULL, *address = NULL;
+  g_autoptr (GSocketClient) client = NULL;
+  g_autoptr (GSocketAddress) addr = NULL;
+  g_autoptr (GSocketConnection) stream = NULL;
+  char *why;
+  const char *hint = "";
 
   if (cli->proxy)
     return cli->proxy;
   nbdsnap_error_quark ();
-  escaped = g_dbus_address_escape_value (cli->socket);
-  address = g_strdup_printf ("unix:path=%s", escaped);
-  cli->conn = g_dbus_connection_new_for_address_sync
-    (address, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL, NULL,
-     &error);
-  if (cli->conn == NULL) {
-    const char *why = error->message;
-    const char *hint = "";
 
+  /* Connect the socket first, then authenticate on it: a failure to
+   * connect (no daemon, no access to the socket file) and a refusal by
+   * the daemon (its peer check closes the connection during the
+   * handshake) are told apart.
+   */
+  client = g_socket_client_new ();
+  addr = g_unix_socket_address_new (cli->socket);
+  stream = g_socket_client_connect (client, G_SOCKET_CONNECTABLE (addr), NULL,
+                                    &error);
+  if (stream == NULL) {
     if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
-        g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED)) {
+        g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED))
       hint = " (is nbdsnapd running?)";
-    }
-    else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
-      hint = " (only root and the socket group may use nbdsnapd)";
-    else if (strstr (why, "authentication") || strstr (why, "Exhausted") ||
-             g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CLOSED) ||
-             g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE)) {
-      why = "access denied";
-      hint = " (only root and the socket group may use nbdsnapd)";
-    }
-    fprintf (stderr, "nbdsnapctl: cannot connect to nbdsnapd at %s: %s%s\n",
-             cli->socket, why, hint);
-    if (cli->json)
-      printf ("{\"error\": {\"name\": \"org.nbdsnap.Error.Failed\", "
-              "\"code\": null, \"message\": \"cannot connect to nbdsnapd\"}}"
-              "\n");
-    exit (CLI_FAILED);
+    else if (g_error_matches (error, G_IO_ERROR,
+                              G_IO_ERROR_PERMISSION_DENIED))
+      hint = ACCESS_HINT;
+    why = g_strdup (error->message);
+    goto fail;
+  }
+  cli->conn = g_dbus_connection_new_sync
+    (G_IO_STREAM (stream), NULL,
+     G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT, NULL, NULL, &error);
+  if (cli->conn == NULL) {
+    /* GLib's message ("Unexpected lack of content...") says nothing
+     * useful to a user here.
+     */
+    g_debug ("authentication: %s", error->message);
+    why = g_strdup ("access denied");
+    hint = ACCESS_HINT;
+    goto fail;
   }
   cli->proxy = nbdsnap_manager1_proxy_new_sync
     (cli->conn, G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES |
@@ -150,6 +186,14 @@ cli_proxy (struct cli *cli)
   /* Takes with hooks and wait-event may take long: no client timeout. */
   g_dbus_proxy_set_default_timeout (G_DBUS_PROXY (cli->proxy), G_MAXINT);
   return cli->proxy;
+
+ fail:
+  /* exit() skips the g_auto cleanups: free them (leak checkers). */
+  g_clear_error (&error);
+  g_clear_object (&stream);
+  g_clear_object (&addr);
+  g_clear_object (&client);
+  connect_failed (cli, why, hint);
 }
 
 int
