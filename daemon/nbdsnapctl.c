@@ -123,10 +123,12 @@ main (int argc, char **argv)
     }
     else if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0) {
       help (stdout, NULL);
+      g_free (cli.socket);
       return CLI_OK;
     }
     else if (strcmp (argv[i], "--version") == 0) {
       printf ("nbdsnapctl %s\n", PACKAGE_VERSION);
+      g_free (cli.socket);
       return CLI_OK;
     }
     else
@@ -142,10 +144,12 @@ main (int argc, char **argv)
       if (i + 1 < argc && (strcmp (argv[i + 1], "--help") == 0 ||
                            strcmp (argv[i + 1], "-h") == 0)) {
         help (stdout, group);
+        g_free (cli.socket);
         return CLI_OK;
       }
       fprintf (stderr, "nbdsnapctl: %s: which command?\n", group);
       help (stderr, group);
+      g_free (cli.socket);
       return CLI_USAGE;
     }
     for (k = 0; k < G_N_ELEMENTS (commands); k++)
@@ -155,6 +159,7 @@ main (int argc, char **argv)
     if (cmd == NULL) {
       fprintf (stderr, "nbdsnapctl: unknown command '%s %s' (see "
                "'nbdsnapctl %s --help')\n", group, argv[i + 1], group);
+      g_free (cli.socket);
       return CLI_USAGE;
     }
     words = 2;

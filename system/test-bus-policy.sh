@@ -90,6 +90,7 @@ start_daemon ()
   rm -f "$api"
   cat "$dir/nbdsnapd.log" >> "$dir/nbdsnapd.old.log"
   : > "$dir/nbdsnapd.log"
+  LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} \
   "$NBDSNAPD" --foreground --config "$dir/empty.conf" --system-bus \
     --socket "$api" --state-dir "$dir/state" --listen "unix:$sock" \
     --nbdkit "$NBDKIT" --plugin "$PLUGIN" 2>> "$dir/nbdsnapd.log" &

@@ -52,6 +52,7 @@ done
 truncate -s 4M "$dir/disk0.img"
 api=$dir/api.sock
 mkdir "$dir/state"
+LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} \
 NOTIFY_SOCKET=$dir/notify.sock "$NBDSNAPD" --foreground \
   --config nbdsnapd.conf --socket "$api" --state-dir "$dir/state" \
   --listen "unix:$sock" --nbdkit "$NBDKIT" --plugin "$PLUGIN" \

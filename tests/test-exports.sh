@@ -57,7 +57,7 @@ grep -q "no export name given; exports are devices (a, b)" $dir/nbdkit.log
 port=
 for try in $(seq 1 20); do
   p=$((20000 + RANDOM % 20000))
-  if "$NBDKIT" -i 127.0.0.1 -p $p -P $dir/tcp.pid "$PLUGIN" \
+  if LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" -i 127.0.0.1 -p $p -P $dir/tcp.pid "$PLUGIN" \
        device=c:$dir/b.img 2> $dir/tcp.err; then
     port=$p
     break
@@ -73,7 +73,7 @@ sleep 0.5
 
 for try in $(seq 1 20); do
   p=$((20000 + RANDOM % 20000))
-  if "$NBDKIT" -i 127.0.0.1 -p $p -P $dir/tcp.pid "$PLUGIN" \
+  if LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" -i 127.0.0.1 -p $p -P $dir/tcp.pid "$PLUGIN" \
        device=c:$dir/b.img allow-original-over-tcp=true 2> $dir/tcp.err; then
     port=$p
     break
@@ -86,7 +86,7 @@ kill "$(cat $dir/tcp.pid)"
 # Bad parameters: refused at startup with a message naming the key.
 bad ()
 {
-  fails "$NBDKIT" -s "$PLUGIN" "$@" < /dev/null > /dev/null 2> $dir/err
+  fails env LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" -s "$PLUGIN" "$@" < /dev/null > /dev/null 2> $dir/err
   cat $dir/err
 }
 bad device=a:$dir/a.img chunk-size=3
@@ -116,14 +116,14 @@ grep -q 'statedir' $dir/err
 bad
 grep -q 'no device=NAME:PATH given' $dir/err
 # The magic key: a bare NAME:PATH is a device.
-"$NBDKIT" -s "$PLUGIN" a:$dir/a.img < /dev/null > /dev/null
+LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" -s "$PLUGIN" a:$dir/a.img < /dev/null > /dev/null
 
 # --help and --dump-plugin describe the parameters.
-"$NBDKIT" "$PLUGIN" --help > $dir/help
+LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" "$PLUGIN" --help > $dir/help
 for k in device control statedir chunk-size chunk-count-max \
          cbt-block-size-min cbt-block-size-max cbt-block-count-max \
          storage-portion storage-low-water image-readonly \
          allow-original-over-tcp; do
   grep -q "^$k=" $dir/help
 done
-"$NBDKIT" "$PLUGIN" --dump-plugin | grep -q '^nbdsnap_ctl_protocol=1$'
+LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" "$PLUGIN" --dump-plugin | grep -q '^nbdsnap_ctl_protocol=1$'
