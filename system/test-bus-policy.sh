@@ -15,7 +15,9 @@ set -x
 
 : "${NBDSNAPD:?}" "${NBDSNAPCTL:?}" "${NBDKIT:?}" "${PLUGIN:?}"
 [ "$(id -u)" -eq 0 ]
-policy=$srcdir/org.nbdsnap.Manager1.conf
+# Absolute: dbus-daemon reads a relative <include> against the
+# directory of the configuration file, not ours.
+policy=$(cd "$srcdir" && pwd)/org.nbdsnap.Manager1.conf
 xmllint --noout "$policy"
 group=$(id -gn nobody)
 # nobody must reach the bus socket in $dir.
@@ -70,7 +72,13 @@ start_bus ()
   cleanup_fn kill "$bus_pid"
   i=0
   until [ -S "$dir/bus.sock" ]; do
-    i=$((i + 1)); [ $i -lt 300 ]; sleep 0.05
+    i=$((i + 1))
+    if [ $i -ge 300 ] || ! kill -0 "$bus_pid" 2>/dev/null; then
+      echo "$0: dbus-daemon did not start" >&2
+      cat "$dir/bus.log" >&2
+      return 1
+    fi
+    sleep 0.05
   done
 }
 stop_bus ()
