@@ -450,7 +450,16 @@ read_new_run (struct diff_area *da, char *buf, uint64_t offset,
     r = -1;
     goto out;
   }
-  if (snapshot_failed (da->snapshot)) {
+  /* Destroy turns copy-on-write off while image reads may still be in
+   * flight (they drain afterwards): a write to the original may then
+   * have changed what this read got.  The state is set to DESTROYED
+   * before copy-on-write goes off, so if it is not DESTROYED now,
+   * copy-on-write was on during the whole read and our read locks kept
+   * the chunks unchanged.
+   */
+  if (snapshot_failed (da->snapshot) ||
+      __atomic_load_n (&da->snapshot->state, __ATOMIC_SEQ_CST) ==
+      SNAPSHOT_DESTROYED) {
     *err = EIO;
     r = -1;
     goto out;

@@ -149,7 +149,7 @@ snapshot_destroy (struct snapshot *s, int *err)
   unsigned i, nfiles;
   bool taken = snapshot_state (s) == SNAPSHOT_TAKEN;
 
-  __atomic_store_n (&s->state, SNAPSHOT_DESTROYED, __ATOMIC_RELEASE);
+  __atomic_store_n (&s->state, SNAPSHOT_DESTROYED, __ATOMIC_SEQ_CST);
   registry_snapshot_remove (s);
 
   if (taken) {
