@@ -84,10 +84,17 @@ sleep 0.3
 kill "$(cat $dir/tcp.pid)"
 
 # Bad parameters: refused at startup with a message naming the key.
+# With libasan preloaded, nbdkit 1.32 hangs in exit() (glibc's locale
+# lock, in p11-kit's destructor) once an error message has gone through
+# strerror; nbdkit's own file plugin does the same.  There the refusal
+# is checked by its message and nbdkit is killed after 20 s.
+bad_timeout=
+[ -z "$NBDKIT_PRELOAD" ] || bad_timeout="timeout -s KILL 20"
 bad ()
 {
-  fails env LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" -s "$PLUGIN" "$@" < /dev/null > /dev/null 2> $dir/err
+  fails $bad_timeout env LD_PRELOAD=${NBDKIT_PRELOAD:-$LD_PRELOAD} "$NBDKIT" -s "$PLUGIN" "$@" < /dev/null > /dev/null 2> $dir/err
   cat $dir/err
+  grep -q '^nbdkit: error: ' $dir/err
 }
 bad device=a:$dir/a.img chunk-size=3
 grep -q 'chunk-size' $dir/err
