@@ -7,31 +7,16 @@
 # (DEST.nbdsnap.json): a full backup and why.  Bad command lines: exit
 # 2 (usage) or 1, a one-line message, and the backup and its state file
 # unchanged.
-. "$srcdir/functions-daemon.sh"
-requires qemu-io nbdcopy cmp
+. "$srcdir/functions-backup.sh"
 set -e
 set -x
 
-size=$((16 * 1024 * 1024))
-bs=65536
-truncate -s $size "$dir/disk0.img"
+backup_disk $((16 * 1024 * 1024)) 1M:2:1
 truncate -s 8M "$dir/other.img"
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=2 seek=1 conv=notrunc \
-   status=none
 devices=(--device "disk0:$dir/disk0.img" --device "other:$dir/other.img")
 start_nbdsnapd "${devices[@]}"
 
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  src=$(uri "disk0@$id")
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
 gen () { ctl --json cbt info disk0 | sed -n 's/.*"generation": "\(.*\)".*/\1/p'; }
-backup=$dir/backup.img
-state=$backup.nbdsnap.json
 # Write, take, back up incrementally (mode $1), compare, destroy.
 round ()
 {

@@ -4,37 +4,13 @@
 # changes numbers run 1..255, then a new generation starts) and after
 # an unclean stop (nbdsnapd and nbdkit killed with SIGKILL).  Each
 # backup equals the image as read right after its take.
-. "$srcdir/functions-daemon.sh"
-requires qemu-io nbdcopy cmp
+. "$srcdir/functions-backup.sh"
 set -e
 set -x
 
-size=$((16 * 1024 * 1024))
-bs=65536
-truncate -s $size "$dir/disk0.img"
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=2 seek=1 conv=notrunc \
-   status=none
+backup_disk $((16 * 1024 * 1024)) 1M:2:1
 start_nbdsnapd --device "disk0:$dir/disk0.img"
 
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-same_blocks ()
-{
-  [ "$(stat -c %s "$1")" = $size ] && [ "$(stat -c %s "$2")" = $size ]
-  if ! cmp -s "$1" "$2"; then
-    cmp -l "$1" "$2" | awk -v bs=$bs '{ print "block", int(($1 - 1) / bs) }' |
-      uniq | head -20
-    return 1
-  fi
-}
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  src=$(uri "disk0@$id")
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
-number () { ctl --json snapshot info "$id" | sed -n 's/.*"changes_number": \([0-9]*\).*/\1/p'; }
-backup=$dir/backup.img
 incremental ()
 {
   ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
@@ -43,7 +19,7 @@ incremental ()
 }
 
 take
-[ "$(number)" = 1 ]
+[ "$(changes_number)" = 1 ]
 incremental
 [ "$(jv mode "$dir/out.json")" = full ]
 gen=$(jv generation "$dir/out.json")
@@ -57,12 +33,12 @@ for i in $(seq 2 254); do
   esac
   id=$(ctl snapshot create --device disk0 --take)
 done
-[ "$(number)" = 254 ]
+[ "$(changes_number)" = 254 ]
 ctl snapshot destroy "$id"
 qemu-io -f raw -c "write -P 0xff $((size - 64 * 1024)) 64k" "$(uri disk0)" \
         > /dev/null
 take
-[ "$(number)" = 255 ]
+[ "$(changes_number)" = 255 ]
 incremental
 [ "$(jv mode "$dir/out.json")" = incremental ]
 [ "$(jv generation "$dir/out.json")" = "$gen" ]
@@ -73,7 +49,7 @@ incremental
 ctl snapshot destroy "$id"
 qemu-io -f raw -c "write -P 0x11 8M 64k" "$(uri disk0)" > /dev/null
 take
-[ "$(number)" = 1 ]
+[ "$(changes_number)" = 1 ]
 incremental
 [ "$(jv mode "$dir/out.json")" = full ]
 gen2=$(jv generation "$dir/out.json")

@@ -8,51 +8,22 @@
 #    rerun, against a later snapshot of the same generation, stays
 #    incremental from the old base and copies every block changed since
 #    it.
-. "$srcdir/functions-daemon.sh"
-requires qemu-io nbdcopy cmp
+. "$srcdir/functions-backup.sh"
 set -e
 set -x
 
-size=$((32 * 1024 * 1024))
-bs=65536
-head -c $size /dev/urandom > "$dir/disk0.img"
+# Random data throughout.
+backup_disk $((32 * 1024 * 1024)) 1M:32:0
 start_nbdsnapd --device "disk0:$dir/disk0.img"
-
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  src=$(uri "disk0@$id")
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
-backup=$dir/backup.img
-state=$backup.nbdsnap.json
 
 # The slow proxy: every read of the source waits $1.
 slow=$dir/slow.sock
-proxy_pid=
 start_proxy ()
 {
-  rm -f "$slow" "$dir/proxy.pid"
-  nbdkit -f -U "$slow" -P "$dir/proxy.pid" --filter=delay nbd \
-         socket="$sock" dynamic-export=true rdelay="$1" \
-         2>> "$dir/proxy.log" &
-  proxy_pid=$!
-  for i in $(seq 200); do
-    [ -s "$dir/proxy.pid" ] && [ -S "$slow" ] && return 0
-    sleep 0.05
-  done
-  return 1
+  start_server "$slow" "$dir/proxy.pid" "$dir/proxy.log" \
+    nbdkit -f -U "$slow" -P "$dir/proxy.pid" --filter=delay nbd \
+           socket="$sock" dynamic-export=true rdelay="$1"
 }
-stop_proxy ()
-{
-  kill "$proxy_pid"
-  wait "$proxy_pid" || [ $? = 143 ]
-  proxy_pid=
-}
-_kill_proxy () { [ -z "$proxy_pid" ] || kill "$proxy_pid"; }
-cleanup_fn _kill_proxy
 # Run a backup through the proxy in the background; once "$@" holds,
 # kill it with SIGKILL (it must still be running).
 interrupted_backup ()
@@ -101,16 +72,15 @@ for i in $(seq 0 39); do
 done
 qemu-io -f raw "${args[@]}" "$(uri disk0)" > /dev/null
 take
-number2=$(ctl --json snapshot info "$id" |
-          sed -n 's/.*"changes_number": \([0-9]*\).*/\1/p')
-stop_proxy
+number2=$(changes_number)
+stop_server
 start_proxy 300ms
 interrupted_backup --incremental incomplete
 [ "$(jv complete "$state")" = false ]
 [ "$(jv changes_number "$state")" = 2 ]
 [ "$(jv target_changes_number "$state")" = "$number2" ]
 [ "$(jv target_snapshot_id "$state")" = "$id" ]
-stop_proxy
+stop_server
 
 # The rerun, against a later snapshot: 10 more blocks changed.
 ctl snapshot destroy "$id"

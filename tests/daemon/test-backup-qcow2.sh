@@ -5,51 +5,24 @@
 # right after the take, holes of the source stay unallocated in the
 # qcow2 file, a zeroed range becomes zero in it, and a DEST of another
 # size is refused.
-. "$srcdir/functions-daemon.sh"
-requires qemu-io qemu-img qemu-nbd nbdcopy cmp
+. "$srcdir/functions-backup.sh"
+requires qemu-img qemu-nbd
 set -e
 set -x
 
-size=$((32 * 1024 * 1024))
-bs=65536
-truncate -s $size "$dir/disk0.img"
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=3 seek=4 conv=notrunc \
-   status=none
+backup_disk $((32 * 1024 * 1024)) 1M:3:4
 start_nbdsnapd --device "disk0:$dir/disk0.img"
 
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  src=$(uri "disk0@$id")
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
 qcow=$dir/backup.qcow2
 dsock=$dir/dest.sock
 dest="nbd+unix:///?socket=$dsock"
 statef=$dir/backup.json
 qemu-img create -q -f qcow2 "$qcow" $size
-qemu_nbd_pid=
 start_qemu_nbd ()
 {
-  rm -f "$dsock"
-  qemu-nbd -f qcow2 -t -e 8 -k "$dsock" "$qcow" 2>> "$dir/qemu-nbd.log" &
-  qemu_nbd_pid=$!
-  for i in $(seq 200); do
-    [ -S "$dsock" ] && return 0
-    sleep 0.05
-  done
-  return 1
+  start_server "$dsock" "" "$dir/qemu-nbd.log" \
+    qemu-nbd -f qcow2 -t -e 8 -k "$dsock" "$qcow"
 }
-stop_qemu_nbd ()
-{
-  kill "$qemu_nbd_pid"
-  wait "$qemu_nbd_pid" || [ $? = 143 ]
-  qemu_nbd_pid=
-}
-_kill_qemu_nbd () { [ -z "$qemu_nbd_pid" ] || kill "$qemu_nbd_pid"; }
-cleanup_fn _kill_qemu_nbd
 # DEST, read back through qemu-nbd, equals the reference.
 check ()
 {
@@ -82,7 +55,7 @@ for round in 1 2 3; do
 done
 ctl snapshot destroy "$id"
 
-stop_qemu_nbd
+stop_server
 qemu-img check -q "$qcow"
 # The holes of the source are not allocated in the qcow2 file, the
 # zeroed block at 4M reads as zero without data, the data is there.
@@ -109,5 +82,5 @@ ctl backup --incremental --state "$statef" "$src" "$dest" 2> "$dir/err" ||
 [ $st = 1 ]
 cmp "$dir/before.json" "$statef"
 ctl snapshot destroy "$id"
-stop_qemu_nbd
+stop_server
 stop_nbdsnapd

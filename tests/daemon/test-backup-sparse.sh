@@ -5,32 +5,18 @@
 # An incremental backup punches holes where the source was zeroed or
 # trimmed.  A full backup over an old, fully allocated file leaves it
 # as sparse as a new one.
-. "$srcdir/functions-daemon.sh"
-requires qemu-io qemu-img nbdcopy cmp script
+. "$srcdir/functions-backup.sh"
+requires qemu-img script
 set -e
 set -x
 
-size=$((64 * 1024 * 1024))
-bs=65536
 M=$((1024 * 1024))
-truncate -s $size "$dir/disk0.img"
 # Data at [2M, 5M) and [40M, 41M); allocated zeroes at [20M, 22M).
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=3 seek=2 conv=notrunc \
-   status=none
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=1 seek=40 conv=notrunc \
-   status=none
+backup_disk $((64 * M)) 1M:3:2 1M:1:40
 dd if=/dev/zero of="$dir/disk0.img" bs=1M count=2 seek=20 conv=notrunc \
    status=none
 start_nbdsnapd --device "disk0:$dir/disk0.img"
 
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  src=$(uri "disk0@$id")
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
 # The data extents of a raw file (SEEK_DATA/SEEK_HOLE), "START LENGTH".
 data_extents ()
 {
@@ -38,7 +24,6 @@ data_extents ()
     sed -n 's/.*"start": \([0-9]*\), "length": \([0-9]*\).*"data": true.*/\1 \2/p'
 }
 allocated () { echo $(($(stat -c %b "$1") * 512)); }
-backup=$dir/backup.img
 
 take
 ctl --json backup "$src" "$backup" > "$dir/out.json"

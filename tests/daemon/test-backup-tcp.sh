@@ -4,43 +4,15 @@
 # the backup equals the image as read right after the take, block for
 # block, and an incremental backup copied exactly the blocks written
 # since the previous snapshot (the --json summary).
-. "$srcdir/functions-daemon.sh"
-requires qemu-io nbdcopy cmp
+. "$srcdir/functions-backup.sh"
 set -e
 set -x
 
-size=$((64 * 1024 * 1024))
-bs=65536
-truncate -s $size "$dir/disk0.img"
 # Some data, some holes.
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=6 seek=3 conv=notrunc \
-   status=none
-dd if=/dev/urandom of="$dir/disk0.img" bs=64k count=5 seek=700 conv=notrunc \
-   status=none
-
+backup_disk $((64 * 1024 * 1024)) 1M:6:3 64k:5:700
 # nbdsnapd with a TCP listener on a free port.
-for try in 1 2 3 4 5 6 7 8; do
-  port=$((20000 + RANDOM % 40000))
-  if start_nbdsnapd --listen "tcp:127.0.0.1:$port" \
-                    --device "disk0:$dir/disk0.img"; then
-    break
-  fi
-  [ $try -lt 8 ]
-done
+start_nbdsnapd_tcp --device "disk0:$dir/disk0.img"
 
-# The value of KEY in the flat JSON of FILE (strings unquoted).
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-# Every block of A equals the same block of B (byte for byte; on a
-# difference, list the blocks that differ).
-same_blocks ()
-{
-  [ "$(stat -c %s "$1")" = $size ] && [ "$(stat -c %s "$2")" = $size ]
-  if ! cmp -s "$1" "$2"; then
-    cmp -l "$1" "$2" | awk -v bs=$bs '{ print "block", int(($1 - 1) / bs) }' |
-      uniq | head -20
-    return 1
-  fi
-}
 # Random writes, write-zeroes and trims on the original; the blocks they
 # touch are added to $dir/touched.
 random_writes ()
@@ -61,19 +33,10 @@ random_writes ()
   done
   qemu-io -f raw "${args[@]}" "$(uri disk0)" > /dev/null
 }
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  ctl --json snapshot info "$id" > "$dir/info.json"
-  number=$(sed -n 's/.*"changes_number": \([0-9]*\).*/\1/p' "$dir/info.json")
-  src="nbd://127.0.0.1:$port/disk0@$id"
-  # The reference: the image as it is right after the take.
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
+snapshot_uri () { echo "nbd://127.0.0.1:$port/disk0@$1"; }
 
-backup=$dir/backup.img
 take
+number=$(changes_number)
 # --incremental without a state file: a full backup, and why.
 ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
     2> "$dir/err"
@@ -85,7 +48,6 @@ grep -q "backup: no state file $backup.nbdsnap.json: making a full backup" \
 [ "$(jv changes_number "$dir/out.json")" = "$number" ]
 same_blocks "$dir/ref.img" "$backup"
 # The state file.
-state=$backup.nbdsnap.json
 [ "$(jv complete "$state")" = true ]
 [ "$(jv snapshot_id "$state")" = "$id" ]
 [ "$(jv changes_number "$state")" = "$number" ]
@@ -98,6 +60,7 @@ for round in 1 2 3 4; do
   random_writes $((round * 3 + 2))
   prev=$number
   take
+  number=$(changes_number)
   # Writes after the take are not in this backup.
   qemu-io -f raw -c "write -P 0xee 0 1M" "$(uri disk0)" > /dev/null
   seq 0 15 > "$dir/touched.next"

@@ -4,16 +4,12 @@
 # nbds:// (TCP) and nbds+unix://, each equal to the image as read right
 # after the take; without TLS or with a wrong key the backup fails
 # clearly and leaves the backup and its state file alone.
-. "$srcdir/functions-daemon.sh"
-requires qemu-io nbdcopy cmp psktool
+. "$srcdir/functions-backup.sh"
+requires psktool
 set -e
 set -x
 
-size=$((32 * 1024 * 1024))
-bs=65536
-truncate -s $size "$dir/disk0.img"
-dd if=/dev/urandom of="$dir/disk0.img" bs=1M count=4 seek=2 conv=notrunc \
-   status=none
+backup_disk $((32 * 1024 * 1024)) 1M:4:2
 
 mkdir "$dir/tls" "$dir/bad"
 psk=$dir/tls/keys.psk
@@ -21,25 +17,9 @@ psktool -u alice -p "$psk" > /dev/null
 psktool -u alice -p "$dir/bad/keys.psk" > /dev/null
 chmod 600 "$psk"
 
-for try in 1 2 3 4 5 6 7 8; do
-  port=$((20000 + RANDOM % 40000))
-  if start_nbdsnapd --listen "tcp:127.0.0.1:$port" --tls require \
-                    --tls-psk "$psk" --device "disk0:$dir/disk0.img"; then
-    break
-  fi
-  [ $try -lt 8 ]
-done
+start_nbdsnapd_tcp --tls require --tls-psk "$psk" \
+                   --device "disk0:$dir/disk0.img"
 
-jv () { sed -n "s/^  \"$1\": //p" "$2" | sed 's/,$//; s/^"//; s/"$//'; }
-same_blocks ()
-{
-  [ "$(stat -c %s "$1")" = $size ] && [ "$(stat -c %s "$2")" = $size ]
-  if ! cmp -s "$1" "$2"; then
-    cmp -l "$1" "$2" | awk -v bs=$bs '{ print "block", int(($1 - 1) / bs) }' |
-      uniq | head -20
-    return 1
-  fi
-}
 # qemu-io on the original over the unix socket, with TLS.
 qio ()
 {
@@ -49,15 +29,8 @@ qio ()
 }
 # libnbd takes the PSK username from the URI's user part.
 q="tls-psk-file=$psk"
-take ()
-{
-  id=$(ctl snapshot create --device disk0 --take)
-  src="nbds://alice@127.0.0.1:$port/disk0@$id?$q"
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
-}
+snapshot_uri () { echo "nbds://alice@127.0.0.1:$port/disk0@$1?$q"; }
 
-backup=$dir/backup.img
 qio -c "write -P 1 0 100k"
 take
 ctl --json backup "$src" "$backup" > "$dir/out.json"
