@@ -21,6 +21,11 @@
 # fs_finish NAME             (after destroy) fsck -n the original, then a
 #                            fresh attach and mount: the changed state
 #                            exactly, nothing written into the image
+# fs_one_device TYPE         the whole scenario on one device disk0 with
+#                            a TYPE filesystem, from nbdsnapd's start to
+#                            its stop: prepare, freeze, take, thaw,
+#                            change, verify the image, destroy (then the
+#                            image export is gone), finish
 #
 # Counts of what was verified are printed as "verified: ..." lines.
 
@@ -195,4 +200,31 @@ fs_finish ()
   echo "verified: $1 original: fsck clean, $(wc -l < "$dir/$1.after") files as changed, none of the image's"
   umount_fs "$dir/orig-$1"
   detach_export "orig-$1"
+}
+
+fs_one_device ()
+{
+  fs_disk disk0 "$1"
+  start_nbdsnapd --device "disk0:$dir/disk0.img"
+  fs_prepare disk0 "$1"
+
+  _fo_id=$(ctl snapshot create --device disk0)
+  fs_freeze disk0
+  fs_reference disk0
+  ctl snapshot take "$_fo_id"
+  fs_thaw disk0
+  ctl --json snapshot info "$_fo_id" | grep '"state": *"taken"'
+
+  fs_change disk0
+  fs_verify_image disk0 "$_fo_id"
+
+  ctl snapshot destroy "$_fo_id"
+  # The image export is gone with the snapshot.
+  if nbdinfo "$(uri "disk0@$_fo_id")" > "$dir/gone" 2>&1; then
+    cat "$dir/gone"
+    echo "$0: disk0@$_fo_id is still served after destroy" >&2
+    exit 1
+  fi
+  fs_finish disk0
+  stop_nbdsnapd
 }
