@@ -1,6 +1,7 @@
 /* nbdsnap - org.nbdsnap.Manager1, the public API object of nbdsnapd.
- * See manager.h for the threading; every handler ends in
- * nbdsnap_manager1_complete_<method>() or an error return.
+ * See manager.h for the threading; every handler ends in a reply: the
+ * tuple of the method's out arguments (what the gdbus-codegen
+ * nbdsnap_manager1_complete_<method>() would send) or an error.
  */
 
 #include <config.h>
@@ -74,6 +75,27 @@ return_invalid (GDBusMethodInvocation *inv, NbdsnapError code,
   g_dbus_method_invocation_return_error_literal (inv, NBDSNAP_ERROR, code,
                                                  msg);
 }
+
+/* Entries of an a{sv} builder. */
+
+static void
+dict_add (GVariantBuilder *b, const char *key, GVariant *value)
+{
+  g_variant_builder_add (b, "{sv}", key, value);
+}
+
+/* dict_add_T (b, key, x): an entry of GVariant type T. */
+#define DEFINE_DICT_ADD(T, ctype)                                       \
+  static void                                                           \
+  dict_add_##T (GVariantBuilder *b, const char *key, ctype x)           \
+  {                                                                     \
+    dict_add (b, key, g_variant_new_##T (x));                           \
+  }
+DEFINE_DICT_ADD (string, const char *)
+DEFINE_DICT_ADD (uint32, guint32)
+DEFINE_DICT_ADD (uint64, guint64)
+DEFINE_DICT_ADD (int64, gint64)
+DEFINE_DICT_ADD (boolean, gboolean)
 
 /* Common checks: not stopping, only @known options. */
 static gboolean
@@ -314,6 +336,78 @@ run_job (NbdsnapdManager *m, GDBusMethodInvocation *inv, struct job_args *a,
   g_object_unref (task);
 }
 
+/* If the job failed (@result NULL), answer with @error: TRUE. */
+static gboolean
+job_failed (GDBusMethodInvocation *inv, GVariant *result,
+            const GError *error)
+{
+  if (result != NULL)
+    return FALSE;
+  return_error (inv, error);
+  return TRUE;
+}
+
+/* job_done_fn of a method with one out argument: @result is it. */
+static void
+reply_out_arg (NbdsnapdManager *m, GDBusMethodInvocation *inv,
+               struct job_args *a, GVariant *result, const GError *error)
+{
+  if (!job_failed (inv, result, error))
+    g_dbus_method_invocation_return_value (inv,
+                                           g_variant_new_tuple (&result, 1));
+}
+
+/* job_done_fn where @result is the whole reply: the tuple of the
+ * method's out arguments, "()" if it has none.
+ */
+static void
+reply_tuple (NbdsnapdManager *m, GDBusMethodInvocation *inv,
+             struct job_args *a, GVariant *result, const GError *error)
+{
+  if (!job_failed (inv, result, error))
+    g_dbus_method_invocation_return_value (inv, result);
+}
+
+/* The start of a method on one device: begin(), then the name
+ * @device.  The job's arguments with the name, or NULL if the call
+ * was answered.
+ */
+static struct job_args *
+begin_device (NbdsnapdManager *m, GDBusMethodInvocation *inv,
+              GVariant *options, const char *const *known,
+              const char *device)
+{
+  struct job_args *a;
+
+  if (!begin (m, inv, options, known) || !arg_name (inv, device))
+    return NULL;
+  a = g_new0 (struct job_args, 1);
+  a->name = g_strdup (device);
+  return a;
+}
+
+/* The start of a method on one snapshot: begin(), then the id @id
+ * into @uuid.  FALSE if the call was answered.
+ */
+static gboolean
+begin_snapshot (NbdsnapdManager *m, GDBusMethodInvocation *inv,
+                GVariant *options, const char *const *known, const char *id,
+                guint8 uuid[16])
+{
+  return begin (m, inv, options, known) && arg_id (inv, id, uuid);
+}
+
+/* The job's arguments for the snapshot @uuid. */
+static struct job_args *
+snapshot_args (const guint8 uuid[16])
+{
+  struct job_args *a = g_new0 (struct job_args, 1);
+
+  memcpy (a->id, uuid, 16);
+  a->has_id = TRUE;
+  return a;
+}
+
 /* Background work without a call. */
 
 struct bg {
@@ -405,35 +499,25 @@ handle_version (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
     g_autofree char *uri = listener_uri (l, "", d->cfg->tls);
 
     g_variant_builder_open (&ls, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add (&ls, "{sv}", "type", g_variant_new_string
-                           (l->type == LISTEN_UNIX ? "unix" : "tcp"));
-    g_variant_builder_add (&ls, "{sv}", "address",
-                           g_variant_new_string (addr));
-    g_variant_builder_add (&ls, "{sv}", "uri", g_variant_new_string (uri));
+    dict_add_string (&ls, "type", l->type == LISTEN_UNIX ? "unix" : "tcp");
+    dict_add_string (&ls, "address", addr);
+    dict_add_string (&ls, "uri", uri);
     if (l->type == LISTEN_TCP)
-      g_variant_builder_add (&ls, "{sv}", "port",
-                             g_variant_new_uint32 (l->port));
-    g_variant_builder_add (&ls, "{sv}", "originals", g_variant_new_boolean
-                           (l->type == LISTEN_UNIX ||
-                            d->cfg->allow_original_over_tcp));
+      dict_add_uint32 (&ls, "port", l->port);
+    dict_add_boolean (&ls, "originals", l->type == LISTEN_UNIX ||
+                      d->cfg->allow_original_over_tcp);
     g_variant_builder_close (&ls);
   }
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "daemon_version",
-                         g_variant_new_string (PACKAGE_VERSION));
-  g_variant_builder_add (&b, "{sv}", "plugin_version",
-                         g_variant_new_string (d->sup->plugin_version));
-  g_variant_builder_add (&b, "{sv}", "protocol",
-                         g_variant_new_uint32 (d->sup->protocol));
-  g_variant_builder_add (&b, "{sv}", "nbdkit_pid",
-                         g_variant_new_int32 (d->sup->state ==
-                                              SUPERVISOR_RUNNING
-                                              ? d->sup->pid : 0));
-  g_variant_builder_add (&b, "{sv}", "restarts",
-                         g_variant_new_uint32 (d->sup->restarts));
-  g_variant_builder_add (&b, "{sv}", "tls",
-                         g_variant_new_string (tls_mode_name (d->cfg->tls)));
-  g_variant_builder_add (&b, "{sv}", "listeners", g_variant_builder_end (&ls));
+  dict_add_string (&b, "daemon_version", PACKAGE_VERSION);
+  dict_add_string (&b, "plugin_version", d->sup->plugin_version);
+  dict_add_uint32 (&b, "protocol", d->sup->protocol);
+  dict_add (&b, "nbdkit_pid",
+            g_variant_new_int32 (d->sup->state == SUPERVISOR_RUNNING
+                                 ? d->sup->pid : 0));
+  dict_add_uint32 (&b, "restarts", d->sup->restarts);
+  dict_add_string (&b, "tls", tls_mode_name (d->cfg->tls));
+  dict_add (&b, "listeners", g_variant_builder_end (&ls));
   nbdsnap_manager1_complete_version (obj, inv, g_variant_builder_end (&b));
   return TRUE;
 }
@@ -457,17 +541,6 @@ list_devices_thread (struct daemon *d, struct job_args *a, GError **error)
   return g_variant_builder_end (&b);
 }
 
-static void
-list_devices_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
-                   struct job_args *a, GVariant *result, const GError *error)
-{
-  if (result == NULL)
-    return_error (inv, error);
-  else
-    nbdsnap_manager1_complete_list_devices (NBDSNAP_MANAGER1 (m), inv,
-                                            result);
-}
-
 static gboolean
 handle_list_devices (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                      GVariant *options)
@@ -476,7 +549,7 @@ handle_list_devices (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
 
   if (begin (m, inv, options, NULL))
     run_job (m, inv, g_new0 (struct job_args, 1), list_devices_thread,
-             list_devices_done);
+             reply_out_arg);
   return TRUE;
 }
 
@@ -509,14 +582,12 @@ add_device_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
 {
   const char *path;
 
-  if (result == NULL) {
-    return_error (inv, error);
-    return;
+  if (result != NULL) {
+    if (!g_variant_lookup (result, "path", "&s", &path))
+      path = a->path;
+    daemon_device_added (m->d, a->name, path);
   }
-  if (!g_variant_lookup (result, "path", "&s", &path))
-    path = a->path;
-  daemon_device_added (m->d, a->name, path);
-  nbdsnap_manager1_complete_add_device (NBDSNAP_MANAGER1 (m), inv, result);
+  reply_out_arg (m, inv, a, result, error);
 }
 
 static gboolean
@@ -524,13 +595,14 @@ handle_add_device (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                    const char *name, const char *path, GVariant *options)
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
-  struct job_args *a;
+  struct job_args *a = begin_device (m, inv, options, NULL, name);
 
-  if (!begin (m, inv, options, NULL) || !arg_name (inv, name) ||
-      !arg_path (inv, "device path", path))
+  if (a == NULL)
     return TRUE;
-  a = g_new0 (struct job_args, 1);
-  a->name = g_strdup (name);
+  if (!arg_path (inv, "device path", path)) {
+    job_args_free (a);
+    return TRUE;
+  }
   a->path = g_strdup (path);
   run_job (m, inv, a, add_device_thread, add_device_done);
   return TRUE;
@@ -555,12 +627,9 @@ static void
 remove_device_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
                     struct job_args *a, GVariant *result, const GError *error)
 {
-  if (result == NULL) {
-    return_error (inv, error);
-    return;
-  }
-  daemon_device_removed (m->d, a->name);
-  nbdsnap_manager1_complete_remove_device (NBDSNAP_MANAGER1 (m), inv);
+  if (result != NULL)
+    daemon_device_removed (m->d, a->name);
+  reply_tuple (m, inv, a, result, error);
 }
 
 static gboolean
@@ -568,13 +637,10 @@ handle_remove_device (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                       const char *name, GVariant *options)
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
-  struct job_args *a;
+  struct job_args *a = begin_device (m, inv, options, NULL, name);
 
-  if (!begin (m, inv, options, NULL) || !arg_name (inv, name))
-    return TRUE;
-  a = g_new0 (struct job_args, 1);
-  a->name = g_strdup (name);
-  run_job (m, inv, a, remove_device_thread, remove_device_done);
+  if (a)
+    run_job (m, inv, a, remove_device_thread, remove_device_done);
   return TRUE;
 }
 
@@ -596,34 +662,16 @@ cbt_info_thread (struct daemon *d, struct job_args *a, GError **error)
   if (info.frozen_valid)
     dp_uuid_string (info.frozen_generation, fgen);
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "device", g_variant_new_string (a->name));
-  g_variant_builder_add (&b, "{sv}", "size",
-                         g_variant_new_uint64 (info.device_size));
-  g_variant_builder_add (&b, "{sv}", "block_size",
-                         g_variant_new_uint32 (info.block_size));
-  g_variant_builder_add (&b, "{sv}", "block_count",
-                         g_variant_new_uint64 (info.block_count));
-  g_variant_builder_add (&b, "{sv}", "generation", g_variant_new_string (gen));
-  g_variant_builder_add (&b, "{sv}", "changes_number",
-                         g_variant_new_uint32 (info.changes_number));
-  g_variant_builder_add (&b, "{sv}", "frozen",
-                         g_variant_new_boolean (info.frozen_valid));
-  g_variant_builder_add (&b, "{sv}", "frozen_number",
-                         g_variant_new_uint32 (info.frozen_number));
-  g_variant_builder_add (&b, "{sv}", "frozen_generation",
-                         g_variant_new_string (fgen));
+  dict_add_string (&b, "device", a->name);
+  dict_add_uint64 (&b, "size", info.device_size);
+  dict_add_uint32 (&b, "block_size", info.block_size);
+  dict_add_uint64 (&b, "block_count", info.block_count);
+  dict_add_string (&b, "generation", gen);
+  dict_add_uint32 (&b, "changes_number", info.changes_number);
+  dict_add_boolean (&b, "frozen", info.frozen_valid);
+  dict_add_uint32 (&b, "frozen_number", info.frozen_number);
+  dict_add_string (&b, "frozen_generation", fgen);
   return g_variant_builder_end (&b);
-}
-
-static void
-cbt_info_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
-               struct job_args *a, GVariant *result, const GError *error)
-{
-  if (result == NULL)
-    return_error (inv, error);
-  else
-    nbdsnap_manager1_complete_get_cbt_info (NBDSNAP_MANAGER1 (m), inv,
-                                            result);
 }
 
 static gboolean
@@ -631,13 +679,10 @@ handle_get_cbt_info (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                      const char *device, GVariant *options)
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
-  struct job_args *a;
+  struct job_args *a = begin_device (m, inv, options, NULL, device);
 
-  if (!begin (m, inv, options, NULL) || !arg_name (inv, device))
-    return TRUE;
-  a = g_new0 (struct job_args, 1);
-  a->name = g_strdup (device);
-  run_job (m, inv, a, cbt_info_thread, cbt_info_done);
+  if (a)
+    run_job (m, inv, a, cbt_info_thread, reply_out_arg);
   return TRUE;
 }
 
@@ -675,36 +720,16 @@ read_map_thread (struct daemon *d, struct job_args *a, GError **error)
     return NULL;
   dp_uuid_string (gen, gs);
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "device", g_variant_new_string (a->name));
-  g_variant_builder_add (&b, "{sv}", "map",
-                         g_variant_new_string (a->has_id ? "frozen"
-                                               : "active"));
-  g_variant_builder_add (&b, "{sv}", "block_size",
-                         g_variant_new_uint32 (cbt.block_size));
-  g_variant_builder_add (&b, "{sv}", "block_count",
-                         g_variant_new_uint64 (map->len));
-  g_variant_builder_add (&b, "{sv}", "changes_number",
-                         g_variant_new_uint32 (number));
-  g_variant_builder_add (&b, "{sv}", "generation", g_variant_new_string (gs));
+  dict_add_string (&b, "device", a->name);
+  dict_add_string (&b, "map", a->has_id ? "frozen" : "active");
+  dict_add_uint32 (&b, "block_size", cbt.block_size);
+  dict_add_uint64 (&b, "block_count", map->len);
+  dict_add_uint32 (&b, "changes_number", number);
+  dict_add_string (&b, "generation", gs);
+  /* The whole reply: (info, map). */
   return g_variant_new ("(a{sv}@ay)", &b,
                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
                                                    map->data, map->len, 1));
-}
-
-static void
-read_map_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
-               struct job_args *a, GVariant *result, const GError *error)
-{
-  g_autoptr (GVariant) info = NULL, map = NULL;
-
-  if (result == NULL) {
-    return_error (inv, error);
-    return;
-  }
-  info = g_variant_get_child_value (result, 0);
-  map = g_variant_get_child_value (result, 1);
-  nbdsnap_manager1_complete_read_cbt_map (NBDSNAP_MANAGER1 (m), inv, info,
-                                          map);
 }
 
 static gboolean
@@ -712,17 +737,16 @@ handle_read_cbt_map (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                      const char *device, GVariant *options)
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
-  struct job_args *a;
+  struct job_args *a = begin_device (m, inv, options, snapshot_option,
+                                     device);
 
-  if (!begin (m, inv, options, snapshot_option) || !arg_name (inv, device))
+  if (a == NULL)
     return TRUE;
-  a = g_new0 (struct job_args, 1);
-  a->name = g_strdup (device);
   if (!snapshot_opt (inv, options, a)) {
     job_args_free (a);
     return TRUE;
   }
-  run_job (m, inv, a, read_map_thread, read_map_done);
+  run_job (m, inv, a, read_map_thread, reply_tuple);
   return TRUE;
 }
 
@@ -756,39 +780,28 @@ changed_thread (struct daemon *d, struct job_args *a, GError **error)
   return g_variant_builder_end (&b);
 }
 
-static void
-changed_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
-              struct job_args *a, GVariant *result, const GError *error)
-{
-  if (result == NULL)
-    return_error (inv, error);
-  else
-    nbdsnap_manager1_complete_get_changed_ranges (NBDSNAP_MANAGER1 (m), inv,
-                                                  result);
-}
-
 static gboolean
 handle_get_changed_ranges (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                            const char *device, guint since, GVariant *options)
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
-  struct job_args *a;
+  struct job_args *a = begin_device (m, inv, options, snapshot_option,
+                                     device);
 
-  if (!begin (m, inv, options, snapshot_option) || !arg_name (inv, device))
+  if (a == NULL)
     return TRUE;
   if (since > 255) {
     return_invalid (inv, NBDSNAP_ERROR_INVALID_ARGUMENT,
                     "changes number %u is out of range (0 to 255)", since);
+    job_args_free (a);
     return TRUE;
   }
-  a = g_new0 (struct job_args, 1);
-  a->name = g_strdup (device);
   a->size = since;
   if (!snapshot_opt (inv, options, a)) {
     job_args_free (a);
     return TRUE;
   }
-  run_job (m, inv, a, changed_thread, changed_done);
+  run_job (m, inv, a, changed_thread, reply_out_arg);
   return TRUE;
 }
 
@@ -814,36 +827,25 @@ mark_dirty_thread (struct daemon *d, struct job_args *a, GError **error)
   return g_variant_new ("()");
 }
 
-static void
-mark_dirty_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
-                 struct job_args *a, GVariant *result, const GError *error)
-{
-  if (result == NULL)
-    return_error (inv, error);
-  else
-    nbdsnap_manager1_complete_mark_dirty (NBDSNAP_MANAGER1 (m), inv);
-}
-
 static gboolean
 handle_mark_dirty (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                    const char *device, GVariant *ranges, GVariant *options)
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
   gsize n = g_variant_n_children (ranges);
-  struct job_args *a;
+  struct job_args *a = begin_device (m, inv, options, NULL, device);
 
-  if (!begin (m, inv, options, NULL) || !arg_name (inv, device))
+  if (a == NULL)
     return TRUE;
   if (n == 0 || n > NBDSNAP_MARK_DIRTY_MAX) {
     return_invalid (inv, NBDSNAP_ERROR_INVALID_ARGUMENT,
                     "%zu ranges: give 1 to %d", (size_t) n,
                     NBDSNAP_MARK_DIRTY_MAX);
+    job_args_free (a);
     return TRUE;
   }
-  a = g_new0 (struct job_args, 1);
-  a->name = g_strdup (device);
   a->value = g_variant_ref (ranges);
-  run_job (m, inv, a, mark_dirty_thread, mark_dirty_done);
+  run_job (m, inv, a, mark_dirty_thread, reply_tuple);
   return TRUE;
 }
 
@@ -910,13 +912,11 @@ create_thread (struct daemon *d, struct job_args *a, GError **error)
     goto fail_destroy;
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "id", g_variant_new_string (sid));
-  g_variant_builder_add (&b, "{sv}", "state",
-                         g_variant_new_string (a->flag ? "taken"
-                                               : "created"));
+  dict_add_string (&b, "id", sid);
+  dict_add_string (&b, "state", a->flag ? "taken" : "created");
   if (a->flag)
-    g_variant_builder_add (&b, "{sv}", "take_pause_us",
-                           g_variant_new_uint64 (pause / 1000));
+    dict_add_uint64 (&b, "take_pause_us", pause / 1000);
+  /* The whole reply: (id, result). */
   return g_variant_new ("(s@a{sv})", sid, g_variant_builder_end (&b));
 
  fail_destroy:
@@ -934,17 +934,13 @@ static void
 create_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
              struct job_args *a, GVariant *result, const GError *error)
 {
-  g_autoptr (GVariant) info = NULL;
   const char *id;
 
-  if (result == NULL) {
-    return_error (inv, error);
-    return;
+  if (result != NULL) {
+    g_variant_get_child (result, 0, "&s", &id);
+    daemon_add_record (m->d, id, (const char *const *) a->names);
   }
-  g_variant_get (result, "(&s@a{sv})", &id, &info);
-  daemon_add_record (m->d, id, (const char *const *) a->names);
-  nbdsnap_manager1_complete_create_snapshot (NBDSNAP_MANAGER1 (m), inv, id,
-                                             info);
+  reply_tuple (m, inv, a, result, error);
 }
 
 static gboolean
@@ -1029,10 +1025,9 @@ take_thread (struct daemon *d, struct job_args *a, GError **error)
   if (!dp_take (d, a->id, specs, &pause, error))
     return NULL;
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "id", g_variant_new_string (sid));
-  g_variant_builder_add (&b, "{sv}", "state", g_variant_new_string ("taken"));
-  g_variant_builder_add (&b, "{sv}", "take_pause_us",
-                         g_variant_new_uint64 (pause / 1000));
+  dict_add_string (&b, "id", sid);
+  dict_add_string (&b, "state", "taken");
+  dict_add_uint64 (&b, "take_pause_us", pause / 1000);
   return g_variant_builder_end (&b);
 }
 
@@ -1047,11 +1042,7 @@ take_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
   r = daemon_find_record (m->d, sid);
   if (r)
     r->taking = FALSE;
-  if (result == NULL)
-    return_error (inv, error);
-  else
-    nbdsnap_manager1_complete_take_snapshot (NBDSNAP_MANAGER1 (m), inv,
-                                             result);
+  reply_out_arg (m, inv, a, result, error);
 }
 
 static gboolean
@@ -1076,10 +1067,9 @@ handle_take_snapshot (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
   struct snapshot_record *r;
-  struct job_args *a;
   guint8 uuid[16];
 
-  if (!begin (m, inv, options, NULL) || !arg_id (inv, id, uuid))
+  if (!begin_snapshot (m, inv, options, NULL, id, uuid))
     return TRUE;
   r = daemon_find_record (m->d, id);
   if (!check_not_lost (inv, r))
@@ -1091,10 +1081,7 @@ handle_take_snapshot (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
   }
   if (r)
     r->taking = TRUE;
-  a = g_new0 (struct job_args, 1);
-  memcpy (a->id, uuid, 16);
-  a->has_id = TRUE;
-  run_job (m, inv, a, take_thread, take_done);
+  run_job (m, inv, snapshot_args (uuid), take_thread, take_done);
   return TRUE;
 }
 
@@ -1119,15 +1106,13 @@ destroy_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
   char sid[37];
   struct snapshot_record *r;
 
-  dp_uuid_string (a->id, sid);
-  r = daemon_find_record (m->d, sid);
   if (result == NULL) {
+    dp_uuid_string (a->id, sid);
+    r = daemon_find_record (m->d, sid);
     if (r && r->state == RECORD_ACTIVE)
       r->destroy_reason = NULL;
-    return_error (inv, error);
-    return;
   }
-  nbdsnap_manager1_complete_destroy_snapshot (NBDSNAP_MANAGER1 (m), inv);
+  reply_tuple (m, inv, a, result, error);
 }
 
 static gboolean
@@ -1136,10 +1121,9 @@ handle_destroy_snapshot (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
   struct snapshot_record *r;
-  struct job_args *a;
   guint8 uuid[16];
 
-  if (!begin (m, inv, options, NULL) || !arg_id (inv, id, uuid))
+  if (!begin_snapshot (m, inv, options, NULL, id, uuid))
     return TRUE;
   r = daemon_find_record (m->d, id);
   if (r && r->state == RECORD_LOST) {
@@ -1152,14 +1136,23 @@ handle_destroy_snapshot (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
     return TRUE;
   if (r)
     r->destroy_reason = "request";
-  a = g_new0 (struct job_args, 1);
-  memcpy (a->id, uuid, 16);
-  a->has_id = TRUE;
-  run_job (m, inv, a, destroy_thread, destroy_done);
+  run_job (m, inv, snapshot_args (uuid), destroy_thread, destroy_done);
   return TRUE;
 }
 
 /* ListSnapshots */
+
+/* The entries of a snapshot in ListSnapshots (all but the times). */
+static void
+dict_add_snapshot (GVariantBuilder *b, const char *id, const char *state,
+                   const char *const *devices, guint64 used, guint64 limit)
+{
+  dict_add_string (b, "id", id);
+  dict_add_string (b, "state", state);
+  dict_add (b, "devices", g_variant_new_strv (devices, -1));
+  dict_add_uint64 (b, "used", used);
+  dict_add_uint64 (b, "limit", limit);
+}
 
 static GVariant *
 list_snapshots_thread (struct daemon *d, struct job_args *a, GError **error)
@@ -1189,17 +1182,8 @@ list_snapshots_thread (struct daemon *d, struct job_args *a, GError **error)
     dp_uuid_string (id, sid);
     names = dp_snapshot_devices (info);
     g_variant_builder_open (&b, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add (&b, "{sv}", "id", g_variant_new_string (sid));
-    g_variant_builder_add (&b, "{sv}", "state",
-                           g_variant_new_string (dp_state_name
-                                                 (info->state)));
-    g_variant_builder_add (&b, "{sv}", "devices",
-                           g_variant_new_strv ((const char *const *) names,
-                                               -1));
-    g_variant_builder_add (&b, "{sv}", "used",
-                           g_variant_new_uint64 (info->used));
-    g_variant_builder_add (&b, "{sv}", "limit",
-                           g_variant_new_uint64 (info->limit));
+    dict_add_snapshot (&b, sid, dp_state_name (info->state),
+                       (const char *const *) names, info->used, info->limit);
     g_variant_builder_close (&b);
   }
   return g_variant_builder_end (&b);
@@ -1216,10 +1200,8 @@ list_snapshots_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
   GVariant *dict;
   guint i;
 
-  if (result == NULL) {
-    return_error (inv, error);
+  if (job_failed (inv, result, error))
     return;
-  }
   g_variant_builder_init (&b, G_VARIANT_TYPE ("aa{sv}"));
   g_variant_iter_init (&it, result);
   while ((dict = g_variant_iter_next_value (&it)) != NULL) {
@@ -1235,17 +1217,10 @@ list_snapshots_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
     if (r->state != RECORD_LOST)
       continue;
     g_variant_builder_init (&lb, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add (&lb, "{sv}", "id", g_variant_new_string (r->id));
-    g_variant_builder_add (&lb, "{sv}", "state",
-                           g_variant_new_string ("lost"));
-    g_variant_builder_add (&lb, "{sv}", "devices", g_variant_new_strv
-                           ((const char *const *) r->devices, -1));
-    g_variant_builder_add (&lb, "{sv}", "used", g_variant_new_uint64 (0));
-    g_variant_builder_add (&lb, "{sv}", "limit", g_variant_new_uint64 (0));
-    g_variant_builder_add (&lb, "{sv}", "created",
-                           g_variant_new_int64 (r->created));
-    g_variant_builder_add (&lb, "{sv}", "expires",
-                           g_variant_new_int64 (r->expires));
+    dict_add_snapshot (&lb, r->id, "lost", (const char *const *) r->devices,
+                       0, 0);
+    dict_add_int64 (&lb, "created", r->created);
+    dict_add_int64 (&lb, "expires", r->expires);
     g_variant_builder_add_value (&b, g_variant_builder_end (&lb));
   }
   nbdsnap_manager1_complete_list_snapshots (NBDSNAP_MANAGER1 (m), inv,
@@ -1273,35 +1248,29 @@ lost_info (struct snapshot_record *r)
   size_t i;
 
   g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&b, "{sv}", "id", g_variant_new_string (r->id));
-  g_variant_builder_add (&b, "{sv}", "state", g_variant_new_string ("lost"));
-  g_variant_builder_add (&b, "{sv}", "error", g_variant_new_string (""));
-  g_variant_builder_add (&b, "{sv}", "take_pause_us",
-                         g_variant_new_uint64 (0));
+  dict_add_string (&b, "id", r->id);
+  dict_add_string (&b, "state", "lost");
+  dict_add_string (&b, "error", "");
+  dict_add_uint64 (&b, "take_pause_us", 0);
   g_variant_builder_init (&st, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&st, "{sv}", "used", g_variant_new_uint64 (0));
-  g_variant_builder_add (&st, "{sv}", "limit", g_variant_new_uint64 (0));
-  g_variant_builder_add (&st, "{sv}", "allocated", g_variant_new_uint64 (0));
-  g_variant_builder_add (&st, "{sv}", "files", g_variant_new_uint32 (0));
-  g_variant_builder_add (&b, "{sv}", "diff_storage",
-                         g_variant_builder_end (&st));
+  dict_add_uint64 (&st, "used", 0);
+  dict_add_uint64 (&st, "limit", 0);
+  dict_add_uint64 (&st, "allocated", 0);
+  dict_add_uint32 (&st, "files", 0);
+  dict_add (&b, "diff_storage", g_variant_builder_end (&st));
   g_variant_builder_init (&devs, G_VARIANT_TYPE ("aa{sv}"));
   for (i = 0; r->devices[i]; i++) {
     g_variant_builder_open (&devs, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add (&devs, "{sv}", "name",
-                           g_variant_new_string (r->devices[i]));
-    g_variant_builder_add (&devs, "{sv}", "export", g_variant_new_string (""));
-    g_variant_builder_add (&devs, "{sv}", "uri", g_variant_new_string (""));
-    g_variant_builder_add (&devs, "{sv}", "uris", g_variant_new_strv (NULL, 0));
-    g_variant_builder_add (&devs, "{sv}", "changes_number",
-                           g_variant_new_uint32 (0));
+    dict_add_string (&devs, "name", r->devices[i]);
+    dict_add_string (&devs, "export", "");
+    dict_add_string (&devs, "uri", "");
+    dict_add (&devs, "uris", g_variant_new_strv (NULL, 0));
+    dict_add_uint32 (&devs, "changes_number", 0);
     g_variant_builder_close (&devs);
   }
-  g_variant_builder_add (&b, "{sv}", "devices", g_variant_builder_end (&devs));
-  g_variant_builder_add (&b, "{sv}", "created",
-                         g_variant_new_int64 (r->created));
-  g_variant_builder_add (&b, "{sv}", "expires",
-                         g_variant_new_int64 (r->expires));
+  dict_add (&b, "devices", g_variant_builder_end (&devs));
+  dict_add_int64 (&b, "created", r->created);
+  dict_add_int64 (&b, "expires", r->expires);
   return g_variant_builder_end (&b);
 }
 
@@ -1320,10 +1289,8 @@ info_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
 {
   char sid[37];
 
-  if (result == NULL) {
-    return_error (inv, error);
+  if (job_failed (inv, result, error))
     return;
-  }
   dp_uuid_string (a->id, sid);
   nbdsnap_manager1_complete_get_snapshot_info
     (NBDSNAP_MANAGER1 (m), inv, add_record_times (m->d, result, sid));
@@ -1335,20 +1302,16 @@ handle_get_snapshot_info (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
 {
   NbdsnapdManager *m = NBDSNAPD_MANAGER (obj);
   struct snapshot_record *r;
-  struct job_args *a;
   guint8 uuid[16];
 
-  if (!begin (m, inv, options, NULL) || !arg_id (inv, id, uuid))
+  if (!begin_snapshot (m, inv, options, NULL, id, uuid))
     return TRUE;
   r = daemon_find_record (m->d, id);
   if (r && r->state == RECORD_LOST) {
     nbdsnap_manager1_complete_get_snapshot_info (obj, inv, lost_info (r));
     return TRUE;
   }
-  a = g_new0 (struct job_args, 1);
-  memcpy (a->id, uuid, 16);
-  a->has_id = TRUE;
-  run_job (m, inv, a, info_thread, info_done);
+  run_job (m, inv, snapshot_args (uuid), info_thread, info_done);
   return TRUE;
 }
 
@@ -1364,17 +1327,6 @@ append_thread (struct daemon *d, struct job_args *a, GError **error)
   return dp_storage_dict (&out);
 }
 
-static void
-append_done (NbdsnapdManager *m, GDBusMethodInvocation *inv,
-             struct job_args *a, GVariant *result, const GError *error)
-{
-  if (result == NULL)
-    return_error (inv, error);
-  else
-    nbdsnap_manager1_complete_append_storage (NBDSNAP_MANAGER1 (m), inv,
-                                              result);
-}
-
 static gboolean
 handle_append_storage (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
                        const char *id, const char *path, GVariant *options)
@@ -1385,17 +1337,15 @@ handle_append_storage (NbdsnapManager1 *obj, GDBusMethodInvocation *inv,
   guint8 uuid[16];
   gint64 limit = 0;
 
-  if (!begin (m, inv, options, known) || !arg_id (inv, id, uuid) ||
+  if (!begin_snapshot (m, inv, options, known, id, uuid) ||
       !arg_path (inv, "diff storage", path) ||
       !check_not_lost (inv, daemon_find_record (m->d, id)) ||
       !opt_int (inv, options, "limit", 1, G_MAXINT64, &limit))
     return TRUE;
-  a = g_new0 (struct job_args, 1);
-  memcpy (a->id, uuid, 16);
-  a->has_id = TRUE;
+  a = snapshot_args (uuid);
   a->path = g_strdup (path);
   a->size = limit;
-  run_job (m, inv, a, append_thread, append_done);
+  run_job (m, inv, a, append_thread, reply_out_arg);
   return TRUE;
 }
 
