@@ -59,6 +59,7 @@
 #define RANDOM_READS 200        /* per reader per cycle, 1..16 blocks */
 #define PASS_RUN 64             /* blocks per read in a full pass */
 #define WATCHDOG_S 900
+#define RSS_GROWTH_KB 16384   /* allowed from the warm-up cycle to the end */
 
 /**
  * struct dev - one original device
@@ -761,10 +762,10 @@ main (int argc, char *argv[])
     fail ("nbdsnapd descriptors: %ld after the warm-up cycle, %ld at the end",
           nd_warm.fds, nd.fds);
   if (!sanitized) {
-    if (nk.rss_kb > 2 * nk_warm.rss_kb + 32768)
+    if (nk.rss_kb > nk_warm.rss_kb + RSS_GROWTH_KB)
       fail ("nbdkit RSS grew from %ld kB to %ld kB", nk_warm.rss_kb,
             nk.rss_kb);
-    if (nd.rss_kb > 2 * nd_warm.rss_kb + 32768)
+    if (nd.rss_kb > nd_warm.rss_kb + RSS_GROWTH_KB)
       fail ("nbdsnapd RSS grew from %ld kB to %ld kB", nd_warm.rss_kb,
             nd.rss_kb);
   }

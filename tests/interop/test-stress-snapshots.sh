@@ -11,7 +11,7 @@
 # See stress-snapshots.c.
 . "$srcdir/functions-interop.sh"
 : "${STRESS_SNAPSHOTS:?STRESS_SNAPSHOTS is not set: run the tests with make check}"
-set -e
+set -e -o pipefail
 set -x
 
 # STRESS_CYCLES: fewer in a sanitizer build (scripts/check).
