@@ -38,11 +38,19 @@ img=$(uri "disk0@$id")
       cat "$dir/hammer.out"
       exit 1
     fi
-    echo $i > "$dir/hammer.count"
+    echo $i > "$dir/hammer.count.new"
+    mv "$dir/hammer.count.new" "$dir/hammer.count"
   done
 ) &
 hammer=$!
 cleanup_fn touch "$dir/stop"
+# The writes are under way before the reads start.
+for i in $(seq 300); do
+  [ -e "$dir/hammer.count" ] && break
+  kill -0 $hammer
+  sleep 0.1
+done
+before=$(cat "$dir/hammer.count")
 
 qemu-img convert -p -f raw -O raw "$img" "$dir/backup.raw" < /dev/null
 qemu-img convert -f raw -O qcow2 "$img" "$dir/backup.qcow2"
@@ -53,6 +61,9 @@ qemu-img check -q "$dir/backup.qcow2"
 # The zeroed 8M area stayed unallocated in the qcow2 file.
 qemu-img map --output=json -f qcow2 "$dir/backup.qcow2" |
   grep '"start": 8388608, "length": 8388608,.*"data": false'
+# ... and went on while they ran.
+during=$(cat "$dir/hammer.count")
+[ "$during" -gt "$before" ]
 
 touch "$dir/stop"
 wait $hammer
@@ -64,7 +75,7 @@ qemu-img compare -q -f raw -F raw "$dir/ref.img" "$(uri disk0)" || st=$?
 [ $st -eq 1 ]
 # And the image still reads the take, after all those writes.
 qemu-img compare -f raw -F raw "$dir/ref.img" "$img"
-echo "$0: $writes writes on the original during the conversions"
+echo "$0: $writes writes on the original, $((during - before)) of them during the conversions"
 
 ctl snapshot destroy "$id"
 stop_nbdsnapd
