@@ -4,7 +4,8 @@
 # devices in their environment; a pre-take hook that fails or times out
 # aborts the take cleanly: the snapshot stays created (not taken), the
 # post-take hook is told NBDSNAP_TAKE_RESULT=aborted, and the error
-# names the hook and its status.
+# names the hook and its status; NBDSNAP_ variables of the daemon's own
+# environment are not passed on.
 . "$srcdir/functions-daemon.sh"
 requires qemu-io nbdcopy
 set -e
@@ -54,7 +55,10 @@ pre-take-hook=$dir/pre-hook
 post-take-hook=$dir/post-hook
 hook-timeout=120
 EOF
-start_nbdsnapd --config "$dir/nbdsnapd.conf"
+# NBDSNAP_ variables in the daemon's own environment do not reach the
+# hooks: they see only what nbdsnapd sets (checked below).
+NBDSNAP_TAKE_RESULT=stale NBDSNAP_HOOK=stale \
+  start_nbdsnapd --config "$dir/nbdsnapd.conf"
 ctl device list | grep '^disk1 '
 
 # Success.
