@@ -7,6 +7,10 @@ srcdir=${srcdir:-.}
 PODCHECKER=${PODCHECKER:-podchecker}
 
 if ! command -v "$PODCHECKER" >/dev/null 2>&1; then
+  if [ "${NBDSNAP_NO_SKIP:-}" = 1 ]; then
+    echo "$0: FAIL: cannot run: podchecker is not installed (NBDSNAP_NO_SKIP=1)" >&2
+    exit 99
+  fi
   echo "$0: SKIP: podchecker is not installed"
   exit 77
 fi

@@ -1,6 +1,8 @@
 # nbdsnap shell tests: helpers.  Source it, then: set -e; set -x.
 #
-# requires CMD...        skip (exit 77) unless every command exists
+# skip REASON...         skip the test (exit 77); a failure (99) instead
+#                        under NBDSNAP_NO_SKIP=1, as scripts/check sets it
+# requires CMD...        skip unless every command exists
 # cleanup_fn CMD ARGS... run at exit, last registered first
 # start_nbdsnap ARGS...  start nbdkit with the plugin on $sock, control
 #                        socket $ctl, in the test's private dir $dir
@@ -36,13 +38,20 @@ _run_cleanup ()
 trap _run_cleanup EXIT
 trap 'exit 130' INT TERM
 
+skip ()
+{
+  if [ "${NBDSNAP_NO_SKIP:-}" = 1 ]; then
+    echo "$0: FAIL: cannot run: $* (NBDSNAP_NO_SKIP=1: scripts/setup provides this)" >&2
+    exit 99
+  fi
+  echo "$0: SKIP: $*"
+  exit 77
+}
+
 requires ()
 {
   for _c in "$@"; do
-    if ! command -v "$_c" >/dev/null 2>&1; then
-      echo "$0: SKIP: $_c is not installed"
-      exit 77
-    fi
+    command -v "$_c" >/dev/null 2>&1 || skip "$_c is not installed"
   done
 }
 

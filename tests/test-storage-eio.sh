@@ -9,10 +9,7 @@ source ${srcdir:-.}/functions.sh
 set -e
 set -x
 requires nbdfuse nbdcopy qemu-io qemu-img cmp
-if [ ! -c /dev/fuse ]; then
-  echo "$0: SKIP: /dev/fuse is missing"
-  exit 77
-fi
+[ -c /dev/fuse ] || skip "/dev/fuse is missing"
 
 # The faulty storage.
 nbdkit -f -U $dir/faulty.sock -P $dir/faulty.pid --filter=error memory 256M \

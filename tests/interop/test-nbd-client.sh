@@ -8,7 +8,8 @@
 # the device go.
 #
 # Skips (77) only where /dev/nbd0 is missing and the nbd kernel module
-# cannot be loaded.
+# cannot be loaded, even under NBDSNAP_NO_SKIP=1: the one skip that
+# scripts/check allows, as no script can add a kernel module.
 . "$srcdir/../daemon/functions-daemon.sh"
 requires nbd-client nbdinfo nbdcopy mkfs.ext4 split sha256sum cmp blockdev mountpoint
 set -e
