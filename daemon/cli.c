@@ -128,6 +128,36 @@ connect_failed (struct cli *cli, char *why, const char *hint)
   exit (CLI_FAILED);
 }
 
+/* Connect to the API socket.  A unix socket whose listen queue is full
+ * (many clients at once: GDBusServer listens with a short backlog)
+ * refuses with EAGAIN at once; that is a busy daemon, not an error, so
+ * try again for a while, backing off from 1 ms to 100 ms.
+ */
+static GSocketConnection *
+connect_api (GSocketClient *client, GSocketAddress *addr, GError **error)
+{
+  const gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  gulong delay_us = 1000;
+  GSocketConnection *stream;
+
+  for (;;) {
+    GError *e = NULL;
+
+    stream = g_socket_client_connect (client, G_SOCKET_CONNECTABLE (addr),
+                                      NULL, &e);
+    if (stream != NULL)
+      return stream;
+    if (!g_error_matches (e, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) ||
+        g_get_monotonic_time () >= deadline) {
+      g_propagate_error (error, e);
+      return NULL;
+    }
+    g_error_free (e);
+    g_usleep (delay_us);
+    delay_us = MIN (delay_us * 2, 100000);
+  }
+}
+
 #define ACCESS_HINT " (only root and the socket group may use nbdsnapd)"
 
 NbdsnapManager1 *
@@ -151,8 +181,7 @@ cli_proxy (struct cli *cli)
    */
   client = g_socket_client_new ();
   addr = g_unix_socket_address_new (cli->socket);
-  stream = g_socket_client_connect (client, G_SOCKET_CONNECTABLE (addr), NULL,
-                                    &error);
+  stream = connect_api (client, addr, &error);
   if (stream == NULL) {
     if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED))

@@ -39,11 +39,14 @@ for i in $(seq 30 49); do
    echo ok > "$dir/ok$i") > "$dir/w$i.log" 2>&1 &
   pids="$pids $!"
 done
+# Every call ran to its end (a failed one shows its log).
+failed=0
 for p in $pids; do
-  wait "$p"
+  wait "$p" || failed=$((failed + 1))
 done
 for i in $(seq 0 49); do
-  test -s "$dir/ok$i" || { cat "$dir/w$i.log"; exit 1; }
+  test -s "$dir/ok$i" || { cat "$dir/w$i.log"; failed=$((failed + 1)); }
 done
+[ $failed -eq 0 ]
 ctl --json snapshot list | jq -e '.snapshots == []'
 stop_nbdsnapd
