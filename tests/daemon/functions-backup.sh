@@ -20,7 +20,11 @@
 #                         list the blocks that differ)
 # take                    create and take a snapshot of disk0: $id, its
 #                         image export's URI $src (snapshot_uri $id), and
-#                         $dir/ref.img, the image as read right after
+#                         $dir/ref.img, a copy of disk0.img made just
+#                         before the take (the tests write nothing
+#                         meanwhile): what every backup of $id must
+#                         hold; the image export, read whole right
+#                         after the take, must equal it
 # snapshot_uri ID         the URI take uses: nbd+unix to disk0@ID (a test
 #                         may redefine it, e.g. for TCP or TLS)
 # changes_number          the changes number of snapshot $id
@@ -85,10 +89,13 @@ snapshot_uri () { uri "disk0@$1"; }
 
 take ()
 {
+  rm -f "$dir/ref.img" "$dir/image.img"
+  cp --sparse=always "$dir/disk0.img" "$dir/ref.img"
   id=$(ctl snapshot create --device disk0 --take)
   src=$(snapshot_uri "$id")
-  rm -f "$dir/ref.img"
-  nbdcopy "$src" "$dir/ref.img"
+  nbdcopy "$src" "$dir/image.img"
+  cmp "$dir/ref.img" "$dir/image.img"
+  rm -f "$dir/image.img"
 }
 
 changes_number ()
