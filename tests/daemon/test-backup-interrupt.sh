@@ -8,6 +8,8 @@
 #    rerun, against a later snapshot of the same generation, stays
 #    incremental from the old base and copies every block changed since
 #    it.
+#  - Through a proxy that hides multi-conn, a backup uses one
+#    connection whatever --connections says (and four without it).
 . "$srcdir/functions-backup.sh"
 set -e
 set -x
@@ -110,5 +112,21 @@ ctl --json backup --incremental --verify "$src" "$backup" > "$dir/out.json"
 [ "$(jv resumed "$dir/out.json")" = false ]
 [ "$(jv blocks "$dir/out.json")" = 1 ]
 cmp "$dir/ref.img" "$backup"
+
+# 3. A source without multi-conn (a proxy that hides it) gets one
+# connection whatever --connections says, and the backup is still
+# right; the image export itself (multi-conn) gets the four asked for.
+start_server "$slow" "$dir/proxy.pid" "$dir/proxy.log" \
+  nbdkit -f -U "$slow" -P "$dir/proxy.pid" --filter=multi-conn nbd \
+         socket="$sock" dynamic-export=true multi-conn-mode=disable
+nbdinfo "nbd+unix:///disk0@$id?socket=$slow" | grep -q 'can_multi_conn: false'
+ctl --json backup --connections 4 "nbd+unix:///disk0@$id?socket=$slow" \
+    "$dir/one.img" > "$dir/out.json"
+[ "$(jv connections "$dir/out.json")" = 1 ]
+cmp "$dir/ref.img" "$dir/one.img"
+stop_server
+ctl --json backup --connections 4 "$src" "$dir/four.img" > "$dir/out.json"
+[ "$(jv connections "$dir/out.json")" = 4 ]
+cmp "$dir/ref.img" "$dir/four.img"
 ctl snapshot destroy "$id"
 stop_nbdsnapd
