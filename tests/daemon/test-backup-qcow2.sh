@@ -64,7 +64,8 @@ alloc=$(sed -n 's/.*"length": \([0-9]*\).*"data": true.*/\1/p' \
         "$dir/map.json" | awk '{ n += $1 } END { print n + 0 }')
 [ "$alloc" -ge $((3 * 1024 * 1024 - bs)) ]
 [ "$alloc" -le $((3 * 1024 * 1024 + 3 * 2 * bs)) ]
-qemu-io -f qcow2 -r -c "read -P 0 4M 64k" "$qcow" | grep -q "read 65536/65536"
+# (qemu-io exits 1 when the pattern differs; its "read" line comes anyway)
+qemu-io -f qcow2 -r -c "read -P 0 4M 64k" "$qcow" > /dev/null
 
 # A DEST of another size is refused, and nothing is written.
 qemu-img create -q -f qcow2 "$qcow" $((size + bs))

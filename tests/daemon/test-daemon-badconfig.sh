@@ -165,6 +165,7 @@ qemu-io -f raw -c 'write 0 64k' "$(uri "disk0@$id")" > "$dir/out" 2>&1 ||
 cat "$dir/out"
 test $st -ne 0
 grep 'Could not open image: Permission denied' "$dir/out"
-qemu-io -r -f raw -c 'read -P 0 0 64k' "$(uri "disk0@$id")" | grep '^read 65536/65536'
+# (qemu-io exits 1 when the pattern differs; its "read" line comes anyway)
+qemu-io -r -f raw -c 'read -P 0 0 64k' "$(uri "disk0@$id")" > /dev/null
 ctl snapshot destroy "$id"
 stop_nbdsnapd

@@ -93,7 +93,8 @@ nbdsnapd_pid=
 sleep 1
 kill -0 "$nbdkit3"
 qemu-io -f raw -c 'write -P 0x64 3M 64k' "$(uri disk0)"
-qemu-io -f raw -c 'read -P 0x64 3M 64k' "$(uri disk0)" | grep -q '^read 65536/65536'
+# (qemu-io exits 1 when the pattern differs; its "read" line comes anyway)
+qemu-io -f raw -c 'read -P 0x64 3M 64k' "$(uri disk0)" > /dev/null
 start_nbdsnapd --device "disk0:$dir/disk0.img"
 if ! gone "$nbdkit3"; then
   echo "$0: the old nbdkit $nbdkit3 is still running" >&2
