@@ -2,7 +2,8 @@
 # With a TCP listener (default config), an original export is refused
 # over TCP while it is served on the unix listener, and the image
 # export of a taken snapshot is served over TCP with the point-in-time
-# data; snapshot info and version show the TCP URIs.
+# data; snapshot info and version show the TCP URIs.  With
+# allow-original-over-tcp=true the original is served over TCP too.
 . "$srcdir/functions-daemon.sh"
 requires nbdinfo nbdcopy qemu-img qemu-io shuf
 set -e
@@ -39,4 +40,20 @@ qemu-img info -f raw "nbd://127.0.0.1:$port/disk0@$id" | grep 'virtual size: 4 M
 nbdcopy "nbd://127.0.0.1:$port/disk0@$id" "$dir/image"
 cmp "$dir/ref0" "$dir/image"
 ctl snapshot destroy "$id"
+stop_nbdsnapd
+
+# With allow-original-over-tcp=true (config), the original is served,
+# listed and writable over TCP too.
+printf '[nbdsnapd]\nallow-original-over-tcp=true\n' > "$dir/nbdsnapd.conf"
+start_nbdsnapd --config "$dir/nbdsnapd.conf" \
+  --listen "tcp:127.0.0.1:$port" --device "disk0:$dir/disk0.img"
+ctl version |
+  grep "^listener: nbd://127.0.0.1:$port/\\? (originals and images)$"
+nbdinfo --list "nbd://127.0.0.1:$port/" | grep '^export="disk0":'
+qemu-io -f raw -c 'write -P 0x78 1M 1M' "nbd://127.0.0.1:$port/disk0"
+nbdcopy "nbd://127.0.0.1:$port/disk0" "$dir/orig"
+# (qemu-io exits 1 when a pattern differs)
+qemu-io -f raw -c 'read -P 0x77 0 1M' -c 'read -P 0x78 1M 1M' "$dir/orig" \
+  > /dev/null
+cmp "$dir/orig" "$dir/disk0.img"
 stop_nbdsnapd
