@@ -9,6 +9,10 @@
 # stop_nbdsnapd           SIGTERM, wait, fail unless it exited 0 (and,
 #                         in a sanitizer build, without reports)
 # ctl ARGS...             nbdsnapctl on $api
+# start_monitor           ./dbus-peer monitor on $api in the background:
+#                         every D-Bus signal as a line in $dir/signals
+# wait_signal REGEX       until a line of $dir/signals matches (60 s at
+#                         most; on failure, show them)
 # Also from ../functions.sh: requires, cleanup_fn, $dir, $sock, uri, kv.
 
 : "${NBDSNAPD:?NBDSNAPD is not set: run the tests with make check}"
@@ -109,3 +113,22 @@ _daemon_log_on_failure ()
   fi
 }
 cleanup_fn _daemon_log_on_failure
+
+start_monitor ()
+{
+  ./dbus-peer monitor "unix:path=$api" > "$dir/signals" 2>&1 &
+  _monitor_pid=$!
+  cleanup_fn kill "$_monitor_pid"
+  wait_signal '^ready$'
+}
+
+wait_signal ()
+{
+  for _w in $(seq 1200); do
+    grep -q "$1" "$dir/signals" && return 0
+    kill -0 "$_monitor_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$dir/signals"
+  return 1
+}

@@ -14,20 +14,7 @@ truncate -s 8M "$dir/disk0.img"
 start_nbdsnapd --device "disk0:$dir/disk0.img"
 nbdcopy "$dir/ref0" "$(uri disk0)"
 
-./dbus-peer monitor "unix:path=$api" > "$dir/signals" 2>&1 &
-mon=$!
-cleanup_fn kill "$mon"
-wait_line ()
-{
-  for _w in $(seq 1200); do
-    grep -q "$1" "$dir/signals" && return 0
-    kill -0 "$mon" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$dir/signals"
-  return 1
-}
-wait_line '^ready$'
+start_monitor
 
 # No event yet: wait-event times out (exit 1, one message).
 id=$(ctl snapshot create --device disk0 --limit 256K --take)
@@ -38,7 +25,7 @@ grep "^nbdsnapctl: no event for snapshot $id within 50 ms" "$dir/err"
 
 # 4 MiB of new data over 256 KiB of diff storage: corrupted.
 qemu-io -f raw -c 'write -P 0x11 0 4M' "$(uri disk0)"
-wait_line "^Corrupted ('$id', 'disk0', 'ENOSPC')$"
+wait_signal "^Corrupted ('$id', 'disk0', 'ENOSPC')$"
 # wait-event: the events in order, low-space (used, limit) first.
 ctl snapshot wait-event "$id" --timeout 60000 > "$dir/ev"
 grep -x "low-space $id used=262144 limit=262144" "$dir/ev"
@@ -54,7 +41,7 @@ nbdcopy "$(uri disk0)" "$dir/now"
 cmp "$dir/ref0" "$dir/now"
 
 ctl snapshot destroy "$id"
-wait_line "^SnapshotDestroyed ('$id', 'request')$"
+wait_signal "^SnapshotDestroyed ('$id', 'request')$"
 ctl --json snapshot wait-event "$id" --timeout 60000 > "$dir/ev"
 grep '"event": "destroyed"' "$dir/ev"
 grep '"reason": "request"' "$dir/ev"
@@ -62,7 +49,7 @@ grep '"reason": "request"' "$dir/ev"
 # Shutdown destroys the snapshots, then closes the connection.
 id2=$(ctl snapshot create --device disk0)
 stop_nbdsnapd
-wait_line '^closed$'
+wait_signal '^closed$'
 grep -n . "$dir/signals" > "$dir/numbered"
 d=$(grep "SnapshotDestroyed ('$id2', 'shutdown')" "$dir/numbered" | cut -d: -f1)
 c=$(grep ':closed$' "$dir/numbered" | cut -d: -f1)

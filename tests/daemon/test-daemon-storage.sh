@@ -77,14 +77,17 @@ id=$(ctl snapshot create --device disk0 --diff-storage "$dir/sdir")
 nbdkit_fds | grep -E "^$dir/sdir/#[0-9]+ \\(deleted\\)$"
 ctl snapshot destroy "$id"
 
-# Spare storage.  13 chunks of 64 KiB copied: 832 KiB of 1 MiB used, less
+# Spare storage (events in wait-event and as D-Bus signals).  13 chunks of 64 KiB copied: 832 KiB of 1 MiB used, less
 # than a quarter left: low space, a spare file is appended.
+start_monitor
 id=$(ctl snapshot create --device disk0 --take)
 qemu-io -f raw -c 'write -P 0x61 0 832k' "$(uri disk0)"
 ctl snapshot wait-event "$id" --timeout 30000 > "$dir/ev1"
 grep -x "low-space $id used=851968 limit=1048576" "$dir/ev1"
 ctl snapshot wait-event "$id" --timeout 30000 > "$dir/ev2"
 grep -x "storage-extended $id used=851968 limit=3145728" "$dir/ev2"
+wait_signal "^LowSpace ('$id', 851968, 1048576)$"
+wait_signal "^StorageExtended ('$id', 851968, 3145728)$"
 nbdkit_fds | grep -E "^$dir/spare1/#[0-9]+ \\(deleted\\)$"
 # 2 MiB more (2880 KiB of 3 MiB at the end): low space again while it
 # is written, the second spare, in spare2.

@@ -1,6 +1,7 @@
 #!/bin/sh
 # snapshot-ttl (nbdsnapd.conf): a snapshot held longer than its time to
-# live is destroyed, with a destroyed event (reason ttl); its image
+# live is destroyed, with a destroyed event (reason ttl; in wait-event
+# and as the SnapshotDestroyed D-Bus signal); its image
 # export goes, its device and the original's data are untouched.
 # No timing is asserted: a long TTL for the checks on a live snapshot,
 # then a short one whose expiry is waited for.
@@ -38,10 +39,13 @@ cat > "$dir/nbdsnapd.conf" <<EOF
 snapshot-ttl=1.5
 EOF
 start_nbdsnapd --config "$dir/nbdsnapd.conf" --device "disk0:$dir/disk0.img"
+start_monitor
 id=$(ctl snapshot create --device disk0 --take)
 qemu-io -f raw -c 'write -P 0x43 64k 64k' "$(uri disk0)"
 ctl snapshot wait-event "$id" --timeout 60000 > "$dir/event"
 grep -E "^destroyed $id( used=[0-9]+ limit=[0-9]+)? reason=ttl$" "$dir/event"
+# The D-Bus signal too.
+wait_signal "^SnapshotDestroyed ('$id', 'ttl')$"
 grep "snapshot $id was held longer than its time to live (1.5 s): destroying it" \
   "$dir/nbdsnapd.log"
 ctl --json snapshot list | grep '"snapshots": \[\]'
