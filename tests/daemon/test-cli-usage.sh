@@ -1,7 +1,8 @@
 #!/bin/sh
-# Usage errors exit 2 with one line naming the command; --help works on
-# every command (exit 0); with no daemon every command that needs one
-# fails with one clear message and exit 1 (--json: an error document).
+# Usage errors exit 2 with one line naming the command and the fault;
+# --help works on every command (exit 0); with no daemon every command
+# that needs one fails with one clear message and exit 1 (--json: an
+# error document).
 . "$srcdir/functions-daemon.sh"
 set -e
 set -x
@@ -20,44 +21,56 @@ IFS=' '
 "$NBDSNAPCTL" --help | grep '^  snapshot wait-event'
 "$NBDSNAPCTL" snapshot --help | grep '^  snapshot create'
 
+# usage TEXT ARGS...: exit 2, nothing on stdout, one line on stderr
+# that contains TEXT.
 usage ()
 {
+  _text=$1
+  shift
   st=0
   "$NBDSNAPCTL" --socket "$api" "$@" 2>"$dir/err" >"$dir/out" || st=$?
   test $st -eq 2
   test "$(grep -c '^nbdsnapctl: ' "$dir/err")" -eq 1
+  grep -F -- "$_text" "$dir/err"
   test ! -s "$dir/out"
 }
-usage
-usage bogus
-usage device
-usage device bogus
-usage device add disk0
-usage device add a b c
-usage device remove disk0 --bogus
-usage cbt info
-usage cbt map disk0
-usage cbt changed disk0
-usage cbt changed disk0 --since 256
-usage cbt changed disk0 --since -1
-usage cbt changed disk0 --since 1 --snapshot not-a-uuid
-usage cbt mark-dirty disk0
-usage cbt mark-dirty disk0 5
-usage cbt mark-dirty disk0 0:0
-usage cbt mark-dirty disk0 1X:1
-usage snapshot create
-usage snapshot create --device disk0 --limit 0
-usage snapshot create --device disk0 --limit 1Q
-usage snapshot create --device disk0 --limit -5
-usage snapshot create --device disk0 --limit 99999999999T
-usage snapshot take
-usage snapshot take not-a-uuid
-usage snapshot info 1234
-usage snapshot destroy a b
-usage snapshot append-storage 11111111-2222-3333-4444-555555555555
-usage snapshot append-storage 11111111-2222-3333-4444-555555555555 /tmp --limit 0
-usage snapshot wait-event 11111111-2222-3333-4444-555555555555 --timeout -5
-usage snapshot wait-event 11111111-2222-3333-4444-555555555555 --timeout abc
+usage 'no command given'
+usage "unknown command 'bogus'" bogus
+usage 'device: which command?' device
+usage "unknown command 'device bogus'" device bogus
+usage 'missing argument (usage: nbdsnapctl device add NAME PATH)' device add disk0
+usage "unexpected argument 'c'" device add a b c
+usage 'device remove: Unknown option --bogus' device remove disk0 --bogus
+usage 'missing argument (usage: nbdsnapctl cbt info DEVICE)' cbt info
+usage '--output FILE is required' cbt map disk0
+usage '--since N is required' cbt changed disk0
+usage "--since '256': expected a changes number from 0 to 255" \
+  cbt changed disk0 --since 256
+usage "--since '-1': expected" cbt changed disk0 --since -1
+usage "'not-a-uuid' is not a snapshot id" \
+  cbt changed disk0 --since 1 --snapshot not-a-uuid
+usage 'missing argument' cbt mark-dirty disk0
+usage "'5': expected OFFSET:LENGTH" cbt mark-dirty disk0 5
+usage "'0:0': the length must be more than 0" cbt mark-dirty disk0 0:0
+usage "offset '1X' is not a size" cbt mark-dirty disk0 1X:1
+usage 'give at least one --device NAME' snapshot create
+usage '--limit must be more than 0' snapshot create --device disk0 --limit 0
+usage "--limit '1Q' is not a size" snapshot create --device disk0 --limit 1Q
+usage "--limit '-5' is not a size" snapshot create --device disk0 --limit -5
+usage "--limit '99999999999T' is too large" \
+  snapshot create --device disk0 --limit 99999999999T
+usage 'missing argument (usage: nbdsnapctl snapshot take ID)' snapshot take
+usage "'not-a-uuid' is not a snapshot id (a UUID)" snapshot take not-a-uuid
+usage "'1234' is not a snapshot id" snapshot info 1234
+usage "unexpected argument 'b'" snapshot destroy a b
+usage 'missing argument' \
+  snapshot append-storage 11111111-2222-3333-4444-555555555555
+usage '--limit must be more than 0' snapshot append-storage \
+  11111111-2222-3333-4444-555555555555 /tmp --limit 0
+usage '--timeout -5: expected milliseconds (0 or more)' \
+  snapshot wait-event 11111111-2222-3333-4444-555555555555 --timeout -5
+usage '--timeout' \
+  snapshot wait-event 11111111-2222-3333-4444-555555555555 --timeout abc
 grep "^nbdsnapctl: snapshot wait-event: .*(see 'nbdsnapctl snapshot wait-event --help')" "$dir/err"
 
 # No daemon: exit 1, one message.
