@@ -1447,11 +1447,26 @@ cmd_backup (struct cli *cli, int argc, char **argv)
     if (!job_run (&job, progress, &err))
       goto out;
     if (job.mismatches) {
-      err = g_strdup_printf ("verify: %" G_GUINT64_FORMAT " units of DEST %s "
-                             "differ from the source, the first at offset %"
-                             PRIu64 "; the state file is not written (the "
-                             "next backup is a full one)", job.mismatches,
-                             dst.name, job.first_mismatch);
+      g_autofree char *rm_err = NULL;
+
+      /* DEST is damaged outside what the state file describes: an
+       * "incomplete" state left here would make the next incremental
+       * run resume and keep the damage, so no state file at all.
+       */
+      if (state_remove (state_path, &rm_err))
+        err = g_strdup_printf ("verify: %" G_GUINT64_FORMAT " units of DEST "
+                               "%s differ from the source, the first at "
+                               "offset %" PRIu64 "; the state file %s is "
+                               "removed (the next backup is a full one)",
+                               job.mismatches, dst.name, job.first_mismatch,
+                               state_path);
+      else
+        err = g_strdup_printf ("verify: %" G_GUINT64_FORMAT " units of DEST "
+                               "%s differ from the source, the first at "
+                               "offset %" PRIu64 "; removing the state file "
+                               "failed: %s (remove it before the next "
+                               "backup)", job.mismatches, dst.name,
+                               job.first_mismatch, rm_err);
       goto out;
     }
   }

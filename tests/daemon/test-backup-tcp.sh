@@ -3,7 +3,9 @@
 # with random writes, write-zeroes and trims in between.  After each,
 # the backup equals the image as read right after the take, block for
 # block, and an incremental backup copied exactly the blocks written
-# since the previous snapshot (the --json summary).
+# since the previous snapshot (the --json summary).  A backup damaged
+# after a good run: --incremental --verify fails and removes the state
+# file, and the next incremental run is a full copy that repairs it.
 . "$srcdir/functions-backup.sh"
 set -e
 set -x
@@ -99,6 +101,35 @@ ctl backup "$src" "$backup" > "$dir/out.txt"
 grep -q "^full backup of disk0@$id: $((size / bs)) of $((size / bs)) blocks" \
      "$dir/out.txt"
 same_blocks "$dir/ref.img" "$backup"
+
+# DEST damaged after a good backup, in a block not changed since: an
+# incremental --verify run finds it, fails and removes the state file,
+# so the next incremental run cannot resume from the old base (which
+# would copy only the changed blocks and keep the damage) but falls
+# back to a full copy.
+ctl snapshot destroy "$id"
+qemu-io -f raw -c "write -P 0x5a $((40 * bs)) $bs" "$(uri disk0)" > /dev/null
+take
+printf 'XXXX' | dd of="$backup" bs=1 seek=$((8 * 1024 * 1024)) conv=notrunc \
+                   status=none
+! cmp -s "$dir/ref.img" "$backup"
+rc=0
+ctl backup --incremental --verify "$src" "$backup" > "$dir/out.txt" \
+    2> "$dir/err" || rc=$?
+[ $rc = 1 ]
+[ ! -s "$dir/out.txt" ]
+grep -q "backup: verify: 1 units of DEST $backup differ from the source, the first at offset $((8 * 1024 * 1024)); the state file $state is removed (the next backup is a full one)$" \
+     "$dir/err"
+[ ! -e "$state" ]
+ctl --json backup --incremental "$src" "$backup" > "$dir/out.json" \
+    2> "$dir/err"
+grep -q "backup: no state file $state: making a full backup" "$dir/err"
+! grep -q resuming "$dir/err"
+[ "$(jv mode "$dir/out.json")" = full ]
+[ "$(jv blocks "$dir/out.json")" = $((size / bs)) ]
+same_blocks "$dir/ref.img" "$backup"
+[ "$(jv complete "$state")" = true ]
+[ "$(jv snapshot_id "$state")" = "$id" ]
 
 ctl snapshot destroy "$id"
 stop_nbdsnapd
