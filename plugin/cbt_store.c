@@ -83,6 +83,7 @@ const char *
 cbt_header_check (const struct nbdsnap_cbt_header *h)
 {
   struct nbdsnap_cbt_header copy = *h;
+  size_t i;
 
   if (memcmp (h->magic, NBDSNAP_CBT_MAGIC, 8) != 0)
     return "not a CBT state file (bad magic)";
@@ -93,6 +94,12 @@ cbt_header_check (const struct nbdsnap_cbt_header *h)
   copy.header_crc32c = 0;
   if (crc32c (0, &copy, sizeof copy) != h->header_crc32c)
     return "header checksum mismatch (damaged)";
+  if (h->flags & ~(uint32_t) (NBDSNAP_CBT_FLAG_CLEAN |
+                              NBDSNAP_CBT_FLAG_SNAPSHOT))
+    return "unknown flag bits set";
+  for (i = 0; i < sizeof h->pad; i++)
+    if (h->pad[i] != 0)
+      return "non-zero pad bytes";
   if (h->block_size < 512 || !IS_POWER_OF_2 (h->block_size) ||
       h->block_count != (h->device_size
                          ? DIV_ROUND_UP (h->device_size, h->block_size) : 1))
@@ -117,8 +124,11 @@ read_state (const char *path, struct tracker *t, uint8_t *map,
             struct nbdsnap_cbt_header *h, bool *missing)
 {
   static char reason[128];
+  static const uint8_t zero_id[16];
+  uint8_t block[NBDSNAP_CBT_HEADER_SIZE];
   struct stat st;
   const char *why = NULL;
+  size_t i;
   int fd;
 
   *missing = false;
@@ -136,12 +146,31 @@ read_state (const char *path, struct tracker *t, uint8_t *map,
     goto out;
   }
   if ((uint64_t) st.st_size < NBDSNAP_CBT_HEADER_SIZE ||
-      full_pread (fd, h, sizeof *h, 0) == -1) {
+      full_pread (fd, block, sizeof block, 0) == -1) {
     why = "truncated header";
     goto out;
   }
+  memcpy (h, block, sizeof *h);
   if ((why = cbt_header_check (h)) != NULL)
     goto out;
+  /* A .cbt export saved as a state file: its number is a snapshot's,
+   * not the active one, so it must not be loaded.
+   */
+  if (h->flags & NBDSNAP_CBT_FLAG_SNAPSHOT) {
+    why = "SNAPSHOT flag set (a snapshot's .cbt export, not a state file)";
+    goto out;
+  }
+  if (memcmp (h->snapshot_id, zero_id, sizeof zero_id) != 0) {
+    why = "non-zero snapshot_id";
+    goto out;
+  }
+  for (i = sizeof *h; i < sizeof block; i++)
+    if (block[i] != 0) {
+      snprintf (reason, sizeof reason,
+                "non-zero reserved byte at offset %zu", i);
+      why = reason;
+      goto out;
+    }
   if ((uint64_t) st.st_size != NBDSNAP_CBT_HEADER_SIZE + h->block_count) {
     why = "truncated or oversized map";
     goto out;

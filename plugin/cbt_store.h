@@ -24,7 +24,11 @@ void cbt_header_fill (struct nbdsnap_cbt_header *h, uint64_t device_size,
                       const uint8_t *map);
 
 /* Check a header read from somewhere.  Returns NULL if it is sound
- * (magic, version, sizes, header checksum), else why not.
+ * (magic, version, header size, header checksum, no unknown flag bits,
+ * zero pad, block size and count, changes number), else why not.  The
+ * checks that only a state file needs (no SNAPSHOT flag, zero
+ * snapshot_id, zero reserved bytes, file size, CLEAN...) are
+ * cbt_store_open's.
  */
 const char *cbt_header_check (const struct nbdsnap_cbt_header *h);
 

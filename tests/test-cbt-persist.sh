@@ -2,8 +2,9 @@
 # Persistent CBT (statedir=): a clean shutdown saves each device's map,
 # generation and changes number, and the next start loads them; while
 # running the saved state is marked in use, so after a kill -9, a device
-# size change, or a damaged, truncated or foreign state file the device
-# starts a new generation and the log says why.  Also the NAME@UUID.cbt
+# size change, or a damaged, truncated or foreign state file (a .cbt
+# export, unknown flag bits, non-zero pad, snapshot_id or reserved
+# bytes) the device starts a new generation and the log says why.  Also the NAME@UUID.cbt
 # export: the cbt-format header and the snapshot's frozen map.
 source ${srcdir:-.}/functions.sh
 set -e
@@ -120,3 +121,70 @@ g1=$(gen)
 stop_nbdsnap
 start
 [ "$(gen)" = "$g1" ]
+
+# A snapshot's .cbt export saved as the state file: sound checksums and
+# CLEAN, but flags SNAPSHOT too and a snapshot's number, not the active
+# one.
+id=$(testctl create --tmpfile $dir --limit 16M --device disk0 --take | kv id)
+nbdcopy "$(uri disk0@$id.cbt)" $dir/export2.cbt
+testctl destroy $id
+stop_nbdsnap
+[ "$(flags $dir/export2.cbt)" = 3 ]
+[ "$(field $dir/export2.cbt 40 16)" = "$(field $state/disk0.cbt 40 16)" ]
+cp $dir/export2.cbt $state/disk0.cbt
+bad_start 'SNAPSHOT flag set (a snapshot.s .cbt export, not a state file)'
+
+# Header fields changed with the header checksum made right again, so
+# that only the field is wrong.  hcrc FILE: CRC-32C of bytes 0-87 with
+# bytes 84-87 zero, as 8 hex digits in file order (little-endian).
+hcrc ()
+{
+  local crc=$((0xffffffff)) b i
+  for b in $(od -An -v -tu1 -N 84 "$1") 0 0 0 0; do
+    crc=$(( crc ^ b ))
+    for i in 1 2 3 4 5 6 7 8; do
+      crc=$(( (crc >> 1) ^ (crc & 1 ? 0x82f63b78 : 0) ))
+    done
+  done
+  crc=$(( crc ^ 0xffffffff ))
+  printf '%02x%02x%02x%02x' $((crc & 255)) $((crc >> 8 & 255)) \
+         $((crc >> 16 & 255)) $((crc >> 24 & 255))
+}
+# poke OFFSET HEX: write byte 0xHEX at OFFSET of the (clean) state file
+# and fix the header checksum.
+poke ()
+{
+  [ "$(hcrc $state/disk0.cbt)" = "$(field $state/disk0.cbt 84 4)" ]
+  printf "\\x$2" |
+    dd of=$state/disk0.cbt bs=1 seek=$1 conv=notrunc status=none
+  printf "$(hcrc $state/disk0.cbt | sed 's/../\\x&/g')" |
+    dd of=$state/disk0.cbt bs=1 seek=84 conv=notrunc status=none
+  [ "$(hcrc $state/disk0.cbt)" = "$(field $state/disk0.cbt 84 4)" ]
+}
+# Each bad_start leaves a clean state of a new generation.
+[ "$(flags $state/disk0.cbt)" = 1 ]
+# A flag bit this plugin does not know (bit 2), CLEAN still set.
+poke 36 05
+[ "$(flags $state/disk0.cbt)" = 5 ]
+bad_start 'unknown flag bits set'
+# Only the SNAPSHOT flag added to a state file.
+poke 36 03
+bad_start 'SNAPSHOT flag set'
+# A snapshot_id in a state file.
+poke 70 42
+bad_start 'non-zero snapshot_id'
+# A pad byte.
+poke 60 01
+bad_start 'non-zero pad bytes'
+# A reserved byte (not covered by the header checksum).
+printf '\x01' | dd of=$state/disk0.cbt bs=1 seek=1000 conv=notrunc status=none
+bad_start 'non-zero reserved byte at offset 1000'
+printf '\x80' | dd of=$state/disk0.cbt bs=1 seek=4095 conv=notrunc status=none
+bad_start 'non-zero reserved byte at offset 4095'
+
+# And a good state loads again.
+start
+g2=$(gen)
+stop_nbdsnap
+start
+[ "$(gen)" = "$g2" ]
