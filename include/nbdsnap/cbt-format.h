@@ -20,8 +20,10 @@
  * header_size, header_crc32c, a file size of exactly header_size +
  * block_count, map_crc32c, the CLEAN flag (set only by a clean
  * shutdown; while the plugin runs the file on disk has it clear, so a
- * crash leaves it clear), device_size equal to the device's size now,
- * and block_size equal to the one the plugin's parameters choose.
+ * crash leaves it clear), no other flag (neither SNAPSHOT nor an unknown
+ * bit), snapshot_id, pad and the reserved bytes all zero, device_size
+ * equal to the device's size now, and block_size equal to the one the
+ * plugin's parameters choose.
  * Otherwise the plugin logs why and starts a new generation, so that the
  * next backup is a full one.
  *
