@@ -125,21 +125,34 @@ begin (NbdsnapdManager *m, GDBusMethodInvocation *inv, GVariant *options,
   return TRUE;
 }
 
+/* Option @key of @options, NULL in *@out if absent.  FALSE (answered
+ * with InvalidArgument) if it is there with another type than @type,
+ * which @what names for the message.
+ */
+static gboolean
+opt_lookup (GDBusMethodInvocation *inv, GVariant *options, const char *key,
+            const GVariantType *type, const char *what, GVariant **out)
+{
+  *out = g_variant_lookup_value (options, key, NULL);
+  if (*out == NULL || g_variant_is_of_type (*out, type))
+    return TRUE;
+  return_invalid (inv, NBDSNAP_ERROR_INVALID_ARGUMENT,
+                  "option '%s' must be %s", key, what);
+  g_clear_pointer (out, g_variant_unref);
+  return FALSE;
+}
+
 static gboolean
 opt_string (GDBusMethodInvocation *inv, GVariant *options, const char *key,
             char **out)
 {
-  g_autoptr (GVariant) v = g_variant_lookup_value (options, key, NULL);
+  g_autoptr (GVariant) v = NULL;
 
   *out = NULL;
-  if (v == NULL)
-    return TRUE;
-  if (!g_variant_is_of_type (v, G_VARIANT_TYPE_STRING)) {
-    return_invalid (inv, NBDSNAP_ERROR_INVALID_ARGUMENT,
-                    "option '%s' must be a string", key);
+  if (!opt_lookup (inv, options, key, G_VARIANT_TYPE_STRING, "a string", &v))
     return FALSE;
-  }
-  *out = g_variant_dup_string (v, NULL);
+  if (v)
+    *out = g_variant_dup_string (v, NULL);
   return TRUE;
 }
 
@@ -182,17 +195,14 @@ static gboolean
 opt_bool (GDBusMethodInvocation *inv, GVariant *options, const char *key,
           gboolean *out)
 {
-  g_autoptr (GVariant) v = g_variant_lookup_value (options, key, NULL);
+  g_autoptr (GVariant) v = NULL;
 
   *out = FALSE;
-  if (v == NULL)
-    return TRUE;
-  if (!g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN)) {
-    return_invalid (inv, NBDSNAP_ERROR_INVALID_ARGUMENT,
-                    "option '%s' must be a boolean", key);
+  if (!opt_lookup (inv, options, key, G_VARIANT_TYPE_BOOLEAN, "a boolean",
+                   &v))
     return FALSE;
-  }
-  *out = g_variant_get_boolean (v);
+  if (v)
+    *out = g_variant_get_boolean (v);
   return TRUE;
 }
 

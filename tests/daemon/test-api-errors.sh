@@ -5,7 +5,8 @@
 #    and the introspection data, checked against the daemon's own
 #    answers.  (gdbus and busctl cannot be used: they expect a message
 #    bus; dbus-send cannot build the a{sv} that every method takes.)
-# 2. NotFound, WrongState and Busy come back with their exact names
+# 2. NotFound, InvalidArgument (option types, ranges, unknown options),
+#    WrongState and Busy come back with their exact names
 #    (org.nbdsnap.Error.*) and one-line messages, through dbus-peer, and
 #    a refused call changes nothing.
 . "$srcdir/functions-daemon.sh"
@@ -83,6 +84,22 @@ api_error RemoveDevice "('nosuch', @a{sv} {})" NotFound "no device 'nosuch'"
 api_error CreateSnapshot "(['nosuch'], @a{sv} {})" NotFound \
   "no device 'nosuch'"
 api_error GetCbtInfo "('nosuch', @a{sv} {})" NotFound "no device 'nosuch'"
+
+# InvalidArgument: options of the wrong type or out of range, an
+# unknown option (nothing is created: checked at the end).
+api_error CreateSnapshot "(['disk1'], {'take': <'yes'>})" InvalidArgument \
+  "option 'take' must be a boolean"
+api_error CreateSnapshot "(['disk1'], {'diff_storage': <7>})" \
+  InvalidArgument "option 'diff_storage' must be a string"
+api_error CreateSnapshot "(['disk1'], {'limit': <'1G'>})" InvalidArgument \
+  "option 'limit' must be an integer"
+api_error CreateSnapshot "(['disk1'], {'limit': <int64 0>})" \
+  InvalidArgument \
+  "option 'limit' is 0: it must be from 1 to 9223372036854775807"
+api_error GetChangedRanges "('disk0', uint32 0, {'snapshot': <true>})" \
+  InvalidArgument "option 'snapshot' must be a string"
+api_error CreateSnapshot "(['disk1'], {'bogus': <1>})" InvalidArgument \
+  "unknown option 'bogus' (options: diff_storage, limit, take)"
 
 # A taken snapshot of disk0.
 ./dbus-peer call "unix:path=$api" CreateSnapshot \
