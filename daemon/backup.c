@@ -61,6 +61,7 @@
 #include <nbdsnap/cbt-format.h>
 
 #include "backup.h"
+#include "crc32c.h"
 #include "util.h"
 
 /* Bytes per NBD request (and per unit of work). */
@@ -95,35 +96,6 @@ static const GOptionEntry backup_entries[] = {
     "DEST is an NBD URI)", "FILE" },
   { NULL },
 };
-
-/* CRC-32C, as include/nbdsnap/cbt-format.h says. */
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void
-crc_init (void)
-{
-  uint32_t i, j, c;
-
-  for (i = 0; i < 256; i++) {
-    c = i;
-    for (j = 0; j < 8; j++)
-      c = (c >> 1) ^ ((c & 1) ? 0x82f63b78u : 0);
-    crc_table[i] = c;
-  }
-}
-
-static uint32_t
-crc32c (const void *buf, size_t len)
-{
-  const unsigned char *p = buf;
-  uint32_t crc = 0xffffffffu;
-
-  pthread_once (&crc_once, crc_init);
-  while (len--)
-    crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
 
 static bool
 is_nbd_uri (const char *s)
@@ -295,7 +267,7 @@ source_read_cbt (struct source *s, char **err)
                             "%d", s->cbt_uri, NBDSNAP_CBT_VERSION);
     goto out;
   }
-  if (crc32c (buf, sizeof hdr) != crc) {
+  if (crc32c (0, buf, sizeof hdr) != crc) {
     *err = g_strdup_printf ("CBT export %s: bad header checksum",
                             s->cbt_uri);
     goto out;
@@ -312,7 +284,7 @@ source_read_cbt (struct source *s, char **err)
                             s->cbt_uri);
     goto out;
   }
-  if (crc32c (buf + NBDSNAP_CBT_HEADER_SIZE, s->block_count) !=
+  if (crc32c (0, buf + NBDSNAP_CBT_HEADER_SIZE, s->block_count) !=
       le32toh (hdr.map_crc32c)) {
     *err = g_strdup_printf ("CBT export %s: bad map checksum (did the map "
                             "change while it was read?)", s->cbt_uri);

@@ -11,9 +11,6 @@
 
 struct tracker;
 
-/* CRC-32C of @len bytes, continuing from @crc (start with 0). */
-uint32_t crc32c (uint32_t crc, const void *buf, size_t len);
-
 /* Fill a header for @map bytes (block_count of them) with the given
  * fields, computing both checksums.
  */
