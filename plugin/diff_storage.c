@@ -158,15 +158,17 @@ diff_storage_append (struct diff_storage *ds, int fd, uint64_t limit,
   return 0;
 }
 
-/* Reserve [f->allocated, f->allocated + want) of a regular file.  Call
- * with the lock held.  A filesystem that cannot fallocate is treated as
- * fully reserved (writes will allocate).
+/* Reserve [f->allocated, f->allocated + want) of a regular file, or
+ * at least @need bytes of it when its file system has no room for
+ * @want (the file is then "tight").  Call with the lock held.  A file
+ * system that cannot fallocate is treated as fully reserved (writes
+ * will allocate).
  */
 static int
 reserve_locked (struct diff_storage *ds, struct diff_storage_file *f,
-                uint64_t want, int *err)
+                uint64_t need, uint64_t want, int *err)
 {
-  uint64_t len = MIN (want, f->limit - f->allocated);
+  uint64_t len = MIN (f->tight ? need : want, f->limit - f->allocated);
 
   if (len == 0)
     return 0;
@@ -176,8 +178,17 @@ reserve_locked (struct diff_storage *ds, struct diff_storage_file *f,
       f->allocated = f->limit;
       return 0;
     }
-    *err = errno == ENOSPC ? ENOSPC : errno;
-    return -1;
+    if (errno != ENOSPC) {
+      *err = errno;
+      return -1;
+    }
+    /* No room for a portion: use what the file system still has. */
+    f->tight = true;
+    len = MIN (need, f->limit - f->allocated);
+    if (len == 0 || fallocate (f->fd, 0, f->allocated, len) == -1) {
+      *err = errno == EOPNOTSUPP || errno == ENOSYS ? ENOSPC : errno;
+      return -1;
+    }
   }
   f->allocated += len;
   ds->allocated += len;
@@ -208,7 +219,8 @@ diff_storage_alloc (struct diff_storage *ds, uint32_t size, uint32_t *file,
     return -1;
   }
   if (f->used + size > f->allocated &&
-      reserve_locked (ds, f, MAX ((uint64_t) size, ds->portion), err) == -1) {
+      reserve_locked (ds, f, f->used + size - f->allocated,
+                      MAX ((uint64_t) size, ds->portion), err) == -1) {
     pthread_mutex_unlock (&ds->lock);
     return -1;
   }
@@ -216,7 +228,7 @@ diff_storage_alloc (struct diff_storage *ds, uint32_t size, uint32_t *file,
   *offset = f->used;
   f->used += size;
   ds->used += size;
-  grow = f->allocated < f->limit &&
+  grow = f->allocated < f->limit && !f->tight &&
     f->allocated - f->used < ds->portion / 2 && !ds->grow_queued;
   if (grow)
     ds->grow_queued = true;

@@ -21,6 +21,9 @@
  * @used: bytes handed out (from offset 0 up).
  * @allocated: bytes reserved with fallocate (always @limit for block
  *   devices and where fallocate does not work).
+ * @tight: its file system had no room for a whole portion: from then on
+ *   only what each allocation needs is reserved, and the grower leaves
+ *   it alone.
  */
 struct diff_storage_file {
   int fd;
@@ -31,6 +34,7 @@ struct diff_storage_file {
   uint64_t limit;
   uint64_t used;
   uint64_t allocated;
+  bool tight;
 };
 
 /**
