@@ -50,20 +50,18 @@ hook_run (const char *what, const char *cmd, char **env_add, double timeout,
   gboolean eof = FALSE, timed_out = FALSE;
   int pfd[2], r, status = 0;
   pid_t pid;
-  size_t i;
+  size_t i, j;
 
   /* The hook sees the NBDSNAP_ variables we set, never stale ones
    * that nbdsnapd itself was started with.
    */
-  for (i = 0; env[i];) {
-    if (g_str_has_prefix (env[i], "NBDSNAP_")) {
+  for (i = j = 0; env[i]; i++) {
+    if (g_str_has_prefix (env[i], "NBDSNAP_"))
       g_free (env[i]);
-      memmove (&env[i], &env[i + 1], (g_strv_length (&env[i + 1]) + 1)
-               * sizeof env[0]);
-    }
     else
-      i++;
+      env[j++] = env[i];
   }
+  env[j] = NULL;
   for (i = 0; env_add && env_add[i]; i++) {
     const char *eq = strchr (env_add[i], '=');
     g_autofree char *k = g_strndup (env_add[i], eq - env_add[i]);

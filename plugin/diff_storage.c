@@ -178,15 +178,15 @@ reserve_locked (struct diff_storage *ds, struct diff_storage_file *f,
       f->allocated = f->limit;
       return 0;
     }
-    if (errno != ENOSPC) {
+    if (errno != ENOSPC || need >= len) {
       *err = errno;
       return -1;
     }
     /* No room for a portion: use what the file system still has. */
     f->tight = true;
-    len = MIN (need, f->limit - f->allocated);
-    if (len == 0 || fallocate (f->fd, 0, f->allocated, len) == -1) {
-      *err = errno == EOPNOTSUPP || errno == ENOSYS ? ENOSPC : errno;
+    len = need;
+    if (fallocate (f->fd, 0, f->allocated, len) == -1) {
+      *err = errno;
       return -1;
     }
   }
